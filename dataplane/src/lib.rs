@@ -1,0 +1,1 @@
+//! warpline data plane.

@@ -1,0 +1,1 @@
+//! XDP steering program: built and embedded by the XDP issue (see ebpf/README when present).
