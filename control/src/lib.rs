@@ -3,3 +3,9 @@
 //! opens a socket or reads the clock.
 
 pub mod keys;
+pub mod noise;
+pub mod tai64n;
+pub mod cookie;
+pub mod node;
+pub mod peer;
+pub mod timers;
