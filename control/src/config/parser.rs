@@ -1,0 +1,373 @@
+//! The line parser: wg-quick's INI dialect into [`Config`].
+//!
+//! Like wg-quick: `#` starts a comment anywhere on a line, whitespace around `=` and around
+//! list items is ignored, keys and section names match case-insensitively, and sections may
+//! come in any order. Unlike wg (which lets a repeated key override), repeating a
+//! single-valued key is an error: in a hand-edited file it is almost always a mistake.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::{NonZeroU16, NonZeroU32};
+
+use super::endpoint::Endpoint;
+use super::error::{ConfigError, ConfigErrorKind, Section, ShownName};
+use super::values::{
+    DnsItem, InterfaceAddress, IpPrefix, RoutingTable, ValueError, list_items, parse_bool,
+    parse_dns_item, parse_fwmark, parse_keepalive, parse_mtu, parse_port, value_error,
+};
+use super::{CipherSuite, Config, Hooks, InterfaceConfig, PeerConfig, parse_cipher_suite};
+use crate::keys::{KeyParseError, PresharedKey, PrivateKey, PublicKey};
+
+/// Parses a whole file; `source_name` prefixes every error.
+pub(super) fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut parser = Parser::default();
+    for (index, raw_line) in text.lines().enumerate() {
+        let line = index + 1;
+        parser
+            .feed(raw_line, line)
+            .map_err(|kind| ConfigError::new(source_name, Some(line), kind))?;
+    }
+    parser
+        .finish()
+        .map_err(|(line, kind)| ConfigError::new(source_name, line, kind))
+}
+
+#[derive(Default)]
+struct Parser {
+    open: OpenSection,
+    interface: Option<InterfaceBuilder>,
+    peers: Vec<PeerBuilder>,
+}
+
+/// The section that `Key = Value` lines currently add to.
+#[derive(Default)]
+enum OpenSection {
+    #[default]
+    None,
+    Interface(InterfaceBuilder),
+    Peer(PeerBuilder),
+}
+
+impl Parser {
+    fn feed(&mut self, raw_line: &str, line: usize) -> Result<(), ConfigErrorKind> {
+        let content = raw_line
+            .split_once('#')
+            .map_or(raw_line, |(before_comment, _)| before_comment)
+            .trim();
+        if content.is_empty() {
+            return Ok(());
+        }
+        if let Some(rest) = content.strip_prefix('[') {
+            let name = rest
+                .strip_suffix(']')
+                .ok_or(ConfigErrorKind::MalformedLine)?;
+            return self.open_section(name.trim(), line);
+        }
+        let (key, value) = content
+            .split_once('=')
+            .ok_or(ConfigErrorKind::MalformedLine)?;
+        let (key, value) = (key.trim(), value.trim());
+        if key.is_empty() {
+            return Err(ConfigErrorKind::MalformedLine);
+        }
+        match &mut self.open {
+            OpenSection::None => Err(ConfigErrorKind::KeyOutsideSection {
+                key: ShownName::new(key),
+            }),
+            OpenSection::Interface(interface) => interface.set(key, value, line),
+            OpenSection::Peer(peer) => peer.set(key, value, line),
+        }
+    }
+
+    fn open_section(&mut self, name: &str, line: usize) -> Result<(), ConfigErrorKind> {
+        self.close_open_section();
+        if name.eq_ignore_ascii_case("Interface") {
+            if let Some(first) = &self.interface {
+                return Err(ConfigErrorKind::DuplicateInterface {
+                    first_line: first.header_line,
+                });
+            }
+            self.open = OpenSection::Interface(InterfaceBuilder::new(line));
+        } else if name.eq_ignore_ascii_case("Peer") {
+            self.open = OpenSection::Peer(PeerBuilder::new(line));
+        } else {
+            return Err(ConfigErrorKind::UnknownSection {
+                name: ShownName::new(name),
+            });
+        }
+        Ok(())
+    }
+
+    fn close_open_section(&mut self) {
+        match std::mem::take(&mut self.open) {
+            OpenSection::None => {}
+            OpenSection::Interface(interface) => self.interface = Some(interface),
+            OpenSection::Peer(peer) => self.peers.push(peer),
+        }
+    }
+
+    /// Checks what only the whole file can show; errors carry their line, if any.
+    fn finish(mut self) -> Result<Config, (Option<usize>, ConfigErrorKind)> {
+        self.close_open_section();
+        let interface = self
+            .interface
+            .ok_or((None, ConfigErrorKind::MissingInterface))?
+            .build()?;
+        let own_public_key = interface.private_key.public_key();
+        let mut first_line_of_peer: HashMap<PublicKey, usize> = HashMap::new();
+        let mut peers = Vec::with_capacity(self.peers.len());
+        for builder in self.peers {
+            let (peer, key_line) = builder.build()?;
+            if peer.public_key == own_public_key {
+                return Err((
+                    Some(key_line),
+                    ConfigErrorKind::PeerIsSelf {
+                        public_key: own_public_key,
+                    },
+                ));
+            }
+            if let Some(&first_line) = first_line_of_peer.get(&peer.public_key) {
+                return Err((
+                    Some(key_line),
+                    ConfigErrorKind::DuplicatePeer {
+                        public_key: peer.public_key,
+                        first_line,
+                    },
+                ));
+            }
+            first_line_of_peer.insert(peer.public_key, key_line);
+            peers.push(peer);
+        }
+        Ok(Config { interface, peers })
+    }
+}
+
+/// Lines where single-valued keys of one section were set, to refuse a second value.
+#[derive(Default)]
+struct SingleValuedKeys(Vec<(&'static str, usize)>);
+
+impl SingleValuedKeys {
+    fn claim(
+        &mut self,
+        section: Section,
+        key: &'static str,
+        line: usize,
+    ) -> Result<(), ConfigErrorKind> {
+        if let Some(&(_, first_line)) = self.0.iter().find(|(seen, _)| *seen == key) {
+            return Err(ConfigErrorKind::DuplicateKey {
+                section,
+                key,
+                first_line,
+            });
+        }
+        self.0.push((key, line));
+        Ok(())
+    }
+}
+
+/// The problem with a secret value: says what is wrong without echoing the value.
+fn secret_key_problem(what: &str, error: KeyParseError) -> ValueError {
+    value_error!("not a valid {what}: {error} (the value is secret, so it is not shown)")
+}
+
+fn canonical_key(section: Section, key: &str) -> Result<&'static str, ConfigErrorKind> {
+    section
+        .canonical_key(key)
+        .ok_or_else(|| ConfigErrorKind::UnknownKey {
+            section,
+            key: ShownName::new(key),
+        })
+}
+
+struct InterfaceBuilder {
+    header_line: usize,
+    single_valued: SingleValuedKeys,
+    private_key: Option<PrivateKey>,
+    listen_port: Option<u16>,
+    addresses: Vec<InterfaceAddress>,
+    mtu: Option<u16>,
+    dns_servers: Vec<IpAddr>,
+    dns_search: Vec<String>,
+    table: RoutingTable,
+    fwmark: Option<NonZeroU32>,
+    hooks: Hooks,
+    save_config: bool,
+}
+
+impl InterfaceBuilder {
+    fn new(header_line: usize) -> Self {
+        Self {
+            header_line,
+            single_valued: SingleValuedKeys::default(),
+            private_key: None,
+            listen_port: None,
+            addresses: Vec::new(),
+            mtu: None,
+            dns_servers: Vec::new(),
+            dns_search: Vec::new(),
+            table: RoutingTable::Auto,
+            fwmark: None,
+            hooks: Hooks::default(),
+            save_config: false,
+        }
+    }
+
+    fn set(&mut self, key: &str, value: &str, line: usize) -> Result<(), ConfigErrorKind> {
+        const SECTION: Section = Section::Interface;
+        let key = canonical_key(SECTION, key)?;
+        let invalid = |problem: ValueError| ConfigErrorKind::InvalidValue {
+            section: SECTION,
+            key,
+            problem: problem.into_message(),
+        };
+        let repeatable = matches!(
+            key,
+            "Address" | "DNS" | "PreUp" | "PostUp" | "PreDown" | "PostDown"
+        );
+        if !repeatable {
+            self.single_valued.claim(SECTION, key, line)?;
+        }
+        match key {
+            "PrivateKey" => {
+                let private_key = PrivateKey::from_base64(value)
+                    .map_err(|e| invalid(secret_key_problem("private key", e)))?;
+                self.private_key = Some(private_key);
+            }
+            "ListenPort" => self.listen_port = Some(parse_port(value).map_err(invalid)?),
+            "Address" => {
+                for item in list_items(value) {
+                    self.addresses
+                        .push(item.parse::<InterfaceAddress>().map_err(invalid)?);
+                }
+            }
+            "MTU" => self.mtu = Some(parse_mtu(value).map_err(invalid)?),
+            "DNS" => {
+                for item in list_items(value) {
+                    match parse_dns_item(item).map_err(invalid)? {
+                        DnsItem::Server(ip) => self.dns_servers.push(ip),
+                        DnsItem::SearchDomain(domain) => self.dns_search.push(domain),
+                    }
+                }
+            }
+            "Table" => self.table = value.parse::<RoutingTable>().map_err(invalid)?,
+            "FwMark" => self.fwmark = parse_fwmark(value).map_err(invalid)?,
+            // Hooks are shell commands: kept verbatim, `%i` is substituted when they run.
+            "PreUp" => self.hooks.pre_up.push(value.to_owned()),
+            "PostUp" => self.hooks.post_up.push(value.to_owned()),
+            "PreDown" => self.hooks.pre_down.push(value.to_owned()),
+            "PostDown" => self.hooks.post_down.push(value.to_owned()),
+            "SaveConfig" => self.save_config = parse_bool(value).map_err(invalid)?,
+            // Only reachable if `Section::valid_keys` gains a key this match lacks.
+            _ => return Err(invalid(value_error!("{key} is not supported yet"))),
+        }
+        Ok(())
+    }
+
+    fn build(self) -> Result<InterfaceConfig, (Option<usize>, ConfigErrorKind)> {
+        let private_key = self.private_key.ok_or((
+            Some(self.header_line),
+            ConfigErrorKind::MissingKey {
+                section: Section::Interface,
+                key: "PrivateKey",
+            },
+        ))?;
+        Ok(InterfaceConfig {
+            private_key,
+            listen_port: self.listen_port,
+            addresses: self.addresses,
+            mtu: self.mtu,
+            dns_servers: self.dns_servers,
+            dns_search: self.dns_search,
+            table: self.table,
+            fwmark: self.fwmark,
+            hooks: self.hooks,
+            save_config: self.save_config,
+        })
+    }
+}
+
+struct PeerBuilder {
+    header_line: usize,
+    single_valued: SingleValuedKeys,
+    public_key: Option<(PublicKey, usize)>,
+    preshared_key: Option<PresharedKey>,
+    allowed_ips: Vec<IpPrefix>,
+    endpoint: Option<Endpoint>,
+    persistent_keepalive: Option<NonZeroU16>,
+    cipher: CipherSuite,
+}
+
+impl PeerBuilder {
+    fn new(header_line: usize) -> Self {
+        Self {
+            header_line,
+            single_valued: SingleValuedKeys::default(),
+            public_key: None,
+            preshared_key: None,
+            allowed_ips: Vec::new(),
+            endpoint: None,
+            persistent_keepalive: None,
+            cipher: CipherSuite::default(),
+        }
+    }
+
+    fn set(&mut self, key: &str, value: &str, line: usize) -> Result<(), ConfigErrorKind> {
+        const SECTION: Section = Section::Peer;
+        let key = canonical_key(SECTION, key)?;
+        let invalid = |problem: ValueError| ConfigErrorKind::InvalidValue {
+            section: SECTION,
+            key,
+            problem: problem.into_message(),
+        };
+        if key != "AllowedIPs" {
+            self.single_valued.claim(SECTION, key, line)?;
+        }
+        match key {
+            "PublicKey" => {
+                let public_key = PublicKey::from_base64(value)
+                    .map_err(|e| invalid(value_error!("{value:?} is not a public key: {e}")))?;
+                self.public_key = Some((public_key, line));
+            }
+            "PresharedKey" => {
+                let preshared_key = PresharedKey::from_base64(value)
+                    .map_err(|e| invalid(secret_key_problem("preshared key", e)))?;
+                self.preshared_key = Some(preshared_key);
+            }
+            "AllowedIPs" => {
+                for item in list_items(value) {
+                    self.allowed_ips
+                        .push(item.parse::<IpPrefix>().map_err(invalid)?);
+                }
+            }
+            "Endpoint" => self.endpoint = Some(value.parse::<Endpoint>().map_err(invalid)?),
+            "PersistentKeepalive" => {
+                self.persistent_keepalive = parse_keepalive(value).map_err(invalid)?;
+            }
+            "Cipher" => self.cipher = parse_cipher_suite(value).map_err(invalid)?,
+            // Only reachable if `Section::valid_keys` gains a key this match lacks.
+            _ => return Err(invalid(value_error!("{key} is not supported yet"))),
+        }
+        Ok(())
+    }
+
+    /// The peer and the line of its `PublicKey`.
+    fn build(self) -> Result<(PeerConfig, usize), (Option<usize>, ConfigErrorKind)> {
+        let (public_key, key_line) = self.public_key.ok_or((
+            Some(self.header_line),
+            ConfigErrorKind::MissingKey {
+                section: Section::Peer,
+                key: "PublicKey",
+            },
+        ))?;
+        let peer = PeerConfig {
+            public_key,
+            preshared_key: self.preshared_key,
+            allowed_ips: self.allowed_ips,
+            endpoint: self.endpoint,
+            persistent_keepalive: self.persistent_keepalive,
+            cipher: self.cipher,
+        };
+        Ok((peer, key_line))
+    }
+}

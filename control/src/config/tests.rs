@@ -1,0 +1,600 @@
+use std::net::{IpAddr, SocketAddr};
+use std::num::{NonZeroU16, NonZeroU32};
+use std::path::PathBuf;
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// RFC 7748 section 6.1 Alice's private key (unclamped as published) and public key.
+const ALICE_PRIVATE: &str = "dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo=";
+const ALICE_PUBLIC: &str = "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=";
+/// RFC 7748 section 6.1 Bob's public key.
+const BOB_PUBLIC: &str = "3p7bfXt9wbTTW2HC7OQ1Nz+DQ8hbeGdNrfx+FG+IK08=";
+const CAROL_PUBLIC: &str = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
+const PSK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// A config as people write them: comments, odd spacing and case, IPv6, a PSK, hooks.
+fn real_world_text() -> String {
+    format!(
+        "# wl0: site-to-site gateway\n\
+         [Interface]\n\
+         PrivateKey = {ALICE_PRIVATE}\n\
+         listenport=51820   # lower case and no spaces, as wg accepts\n\
+         Address = 10.10.0.1/24, fd10::1/64\n\
+         Address = 192.168.77.1\n\
+         MTU = 1420\n\
+         DNS = 10.10.0.53, fd10::53, corp.example\n\
+         Table = 1234\n\
+         FwMark = 0xca6c\n\
+         PostUp = iptables -A FORWARD -i %i -j ACCEPT; sysctl -w net.ipv4.ip_forward=1\n\
+         PostDown = iptables -D FORWARD -i %i -j ACCEPT\n\
+         \n\
+         \t# laptop\n\
+         [Peer]\n\
+         PublicKey = {BOB_PUBLIC}\n\
+         PresharedKey = {PSK}\n\
+         AllowedIPs = 10.10.0.2/32, fd10::2/128\n\
+         PersistentKeepalive = 25\n\
+         \n\
+         [peer]\n\
+         PublicKey={CAROL_PUBLIC}\n\
+         AllowedIPs = 10.20.0.7/16,\n\
+         AllowedIPs = 2001:db8:20::/48\n\
+         Endpoint = [2001:db8::1]:51820\n\
+         Cipher = AES256GCM\n"
+    )
+}
+
+fn parse_err(text: &str) -> String {
+    match Config::parse(text, "wl0.conf") {
+        Ok(config) => panic!("parsed but should not have: {config:?}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+fn interface_only() -> String {
+    format!("[Interface]\nPrivateKey = {ALICE_PRIVATE}\n")
+}
+
+#[test]
+fn parses_a_real_world_config() {
+    let config = Config::parse(&real_world_text(), "wl0.conf").unwrap();
+    let interface = &config.interface;
+    assert_eq!(interface.private_key.public_key().to_base64(), ALICE_PUBLIC);
+    assert_eq!(interface.listen_port, Some(51820));
+    let addresses: Vec<String> = interface.addresses.iter().map(|a| a.to_string()).collect();
+    assert_eq!(addresses, ["10.10.0.1/24", "fd10::1/64", "192.168.77.1/32"]);
+    assert_eq!(interface.mtu, Some(1420));
+    let dns: Vec<IpAddr> = vec!["10.10.0.53".parse().unwrap(), "fd10::53".parse().unwrap()];
+    assert_eq!(interface.dns_servers, dns);
+    assert_eq!(interface.dns_search, ["corp.example"]);
+    assert_eq!(interface.table, RoutingTable::Id(1234));
+    assert_eq!(interface.fwmark, NonZeroU32::new(0xca6c));
+    assert_eq!(
+        interface.hooks.post_up,
+        ["iptables -A FORWARD -i %i -j ACCEPT; sysctl -w net.ipv4.ip_forward=1"]
+    );
+    assert_eq!(
+        interface.hooks.post_down,
+        ["iptables -D FORWARD -i %i -j ACCEPT"]
+    );
+    assert!(interface.hooks.pre_up.is_empty() && !interface.save_config);
+
+    let [bob, carol] = config.peers.as_slice() else {
+        panic!("expected two peers, got {:?}", config.peers);
+    };
+    assert_eq!(bob.public_key.to_base64(), BOB_PUBLIC);
+    assert_eq!(
+        bob.preshared_key,
+        Some(PresharedKey::from_base64(PSK).unwrap())
+    );
+    let bob_ips: Vec<String> = bob.allowed_ips.iter().map(|p| p.to_string()).collect();
+    assert_eq!(bob_ips, ["10.10.0.2/32", "fd10::2/128"]);
+    assert_eq!(bob.endpoint, None);
+    assert_eq!(bob.persistent_keepalive, NonZeroU16::new(25));
+    assert_eq!(bob.cipher, CipherSuite::ChaCha20Poly1305);
+
+    assert_eq!(carol.public_key.to_base64(), CAROL_PUBLIC);
+    assert_eq!(carol.preshared_key, None);
+    let carol_ips: Vec<String> = carol.allowed_ips.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        carol_ips,
+        ["10.20.0.0/16", "2001:db8:20::/48"],
+        "host bits masked"
+    );
+    let endpoint: SocketAddr = "[2001:db8::1]:51820".parse().unwrap();
+    assert_eq!(carol.endpoint, Some(Endpoint::Addr(endpoint)));
+    assert_eq!(carol.persistent_keepalive, None);
+    assert_eq!(carol.cipher, CipherSuite::Aes256Gcm);
+}
+
+#[test]
+fn crlf_line_endings_and_a_byte_order_mark_are_accepted() {
+    let text = format!("\u{feff}{}", real_world_text().replace('\n', "\r\n"));
+    let config = Config::parse(&text, "wl0.conf").unwrap();
+    assert_eq!(
+        config,
+        Config::parse(&real_world_text(), "wl0.conf").unwrap()
+    );
+}
+
+#[test]
+fn every_documented_key_is_accepted() {
+    let interface_values = [
+        ("PrivateKey", ALICE_PRIVATE),
+        ("ListenPort", "0"),
+        ("Address", "10.0.0.1/24"),
+        ("MTU", "1280"),
+        ("DNS", "1.1.1.1"),
+        ("Table", "off"),
+        ("FwMark", "off"),
+        ("PreUp", "true"),
+        ("PostUp", "true"),
+        ("PreDown", "true"),
+        ("PostDown", "true"),
+        ("SaveConfig", "true"),
+    ];
+    let peer_values = [
+        ("PublicKey", BOB_PUBLIC),
+        ("PresharedKey", PSK),
+        ("AllowedIPs", "0.0.0.0/0, ::/0"),
+        ("Endpoint", "vpn.example.com:51820"),
+        ("PersistentKeepalive", "off"),
+        ("Cipher", "chacha20poly1305"),
+    ];
+    fn keys_of<'a>(pairs: &[(&'a str, &str)]) -> Vec<&'a str> {
+        pairs.iter().map(|(key, _)| *key).collect()
+    }
+    assert_eq!(keys_of(&interface_values), Section::Interface.valid_keys());
+    assert_eq!(keys_of(&peer_values), Section::Peer.valid_keys());
+
+    let mut text = String::from("[Interface]\n");
+    for (key, value) in interface_values {
+        text += &format!("{} = {value}\n", key.to_uppercase());
+    }
+    text += "[Peer]\n";
+    for (key, value) in peer_values {
+        text += &format!("{} = {value}\n", key.to_lowercase());
+    }
+    let config = Config::parse(&text, "all.conf").unwrap();
+    assert!(config.interface.save_config);
+    assert_eq!(config.interface.table, RoutingTable::Off);
+    assert_eq!(config.interface.hooks.pre_down, ["true"]);
+    assert_eq!(config.peers[0].allowed_ips.len(), 2);
+    assert!(
+        config.peers[0]
+            .allowed_ips
+            .iter()
+            .all(IpPrefix::is_default_route)
+    );
+}
+
+#[test]
+fn round_trips_through_wg_quick_text() {
+    let config = Config::parse(&real_world_text(), "wl0.conf").unwrap();
+    let text = config.to_wg_quick_string();
+    assert_eq!(Config::parse(&text, "written").unwrap(), config);
+    assert!(text.contains("Cipher = aes256gcm\n"));
+    assert_eq!(
+        text.matches("Cipher").count(),
+        1,
+        "default suite is not written"
+    );
+    assert!(text.contains("FwMark = 0xca6c\n"));
+}
+
+#[test]
+fn invalid_allowed_ips_names_file_line_section_key_and_value() {
+    let text = format!(
+        "{}\n[Peer]\nPublicKey = {BOB_PUBLIC}\nAllowedIPs = 10.0.0.1/32, 10.0.0.300/32\n",
+        interface_only()
+    );
+    let message = parse_err(&text);
+    assert!(
+        message
+            .starts_with(r#"wl0.conf:6: [Peer] AllowedIPs: "10.0.0.300/32" is not an IP prefix"#),
+        "{message}"
+    );
+    let message = parse_err(&text.replace("10.0.0.300/32", "10.0.0.0/33"));
+    assert!(
+        message.starts_with(r#"wl0.conf:6: [Peer] AllowedIPs: "10.0.0.0/33": the prefix length"#),
+        "{message}"
+    );
+}
+
+#[test]
+fn invalid_scalar_values_name_the_key() {
+    let cases = [
+        (
+            "ListenPort = 70000",
+            "wl0.conf:3: [Interface] ListenPort: \"70000\" is not a UDP port",
+        ),
+        (
+            "MTU = big",
+            "wl0.conf:3: [Interface] MTU: \"big\" is not an MTU",
+        ),
+        (
+            "SaveConfig = yes",
+            "wl0.conf:3: [Interface] SaveConfig: \"yes\" is neither true nor false",
+        ),
+        (
+            "ListenPort =",
+            "wl0.conf:3: [Interface] ListenPort: \"\" is not a UDP port",
+        ),
+    ];
+    for (line, expected) in cases {
+        let message = parse_err(&format!("{}{line}\n", interface_only()));
+        assert!(message.starts_with(expected), "{message}");
+    }
+    let peer = format!("{}[Peer]\nPublicKey = {BOB_PUBLIC}\n", interface_only());
+    let cases = [
+        (
+            "Endpoint = 10.0.0.1",
+            "wl0.conf:5: [Peer] Endpoint: \"10.0.0.1\" has no :PORT",
+        ),
+        (
+            "PersistentKeepalive = -1",
+            "wl0.conf:5: [Peer] PersistentKeepalive: \"-1\" is not",
+        ),
+        (
+            "Cipher = aes128",
+            "wl0.conf:5: [Peer] Cipher: \"aes128\" is not a cipher suite; valid: chacha20poly1305 (the default), aes256gcm",
+        ),
+        (
+            "PublicKey2 = x",
+            "wl0.conf:5: [Peer] unknown key \"PublicKey2\"",
+        ),
+    ];
+    for (line, expected) in cases {
+        let message = parse_err(&format!("{peer}{line}\n"));
+        assert!(message.starts_with(expected), "{message}");
+    }
+    let message = parse_err(&format!("[Interface]\nPrivateKey = {ALICE_PRIVATE}x\n"));
+    assert!(message.starts_with("wl0.conf:2: [Interface] PrivateKey: not a valid private key"));
+    let message = parse_err(&format!("{}[Peer]\nPublicKey = AAAA\n", interface_only()));
+    assert_eq!(
+        message,
+        "wl0.conf:4: [Peer] PublicKey: \"AAAA\" is not a public key: decodes to 3 bytes, a key is 32"
+    );
+}
+
+#[test]
+fn unknown_key_lists_the_valid_keys_of_its_section() {
+    let message = parse_err(&format!("{}ListenPrt = 1\n", interface_only()));
+    assert_eq!(
+        message,
+        "wl0.conf:3: [Interface] unknown key \"ListenPrt\"; valid keys are PrivateKey, \
+         ListenPort, Address, MTU, DNS, Table, FwMark, PreUp, PostUp, PreDown, PostDown, \
+         SaveConfig"
+    );
+    let message = parse_err(&format!("{}[Peer]\nAddress = 10.0.0.1\n", interface_only()));
+    assert_eq!(
+        message,
+        "wl0.conf:4: [Peer] unknown key \"Address\"; valid keys are PublicKey, PresharedKey, \
+         AllowedIPs, Endpoint, PersistentKeepalive, Cipher"
+    );
+}
+
+#[test]
+fn structural_errors() {
+    let cases = [
+        (
+            format!("{}[Peers]\n", interface_only()),
+            "wl0.conf:3: unknown section [Peers]; valid sections are [Interface] and [Peer]",
+        ),
+        (
+            format!("ListenPort = 1\n{}", interface_only()),
+            "wl0.conf:1: key \"ListenPort\" is outside any section; put it under [Interface] or [Peer]",
+        ),
+        (
+            format!("{}ListenPort = 1\nlistenport = 2\n", interface_only()),
+            "wl0.conf:4: [Interface] ListenPort: set twice (first at line 3); it takes one value",
+        ),
+        (
+            format!("{}[Interface]\n", interface_only()),
+            "wl0.conf:3: [Interface] appears again (first at line 1); a config has one",
+        ),
+        (
+            "[Interface]\nListenPort = 1\n".to_owned(),
+            "wl0.conf:1: [Interface] PrivateKey: missing; every [Interface] section needs one",
+        ),
+        (
+            format!("{}[Peer]\nAllowedIPs = 10.0.0.2\n", interface_only()),
+            "wl0.conf:3: [Peer] PublicKey: missing; every [Peer] section needs one",
+        ),
+        (
+            "# nothing here\n".to_owned(),
+            "wl0.conf: no [Interface] section; a config needs one with a PrivateKey",
+        ),
+        (
+            format!(
+                "[Peer]\nPublicKey = {BOB_PUBLIC}\n[Peer]\n\nPublicKey = {BOB_PUBLIC}\n{}",
+                interface_only()
+            ),
+            "wl0.conf:5: [Peer] PublicKey: peer 3p7bfXt9wbTTW2HC7OQ1Nz+DQ8hbeGdNrfx+FG+IK08= is \
+             already defined at line 2",
+        ),
+        (
+            format!("{}[Peer]\nPublicKey = {ALICE_PUBLIC}\n", interface_only()),
+            "wl0.conf:4: [Peer] PublicKey: hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo= is this \
+             interface's own public key (derived from its PrivateKey); a peer must be the other \
+             end of the tunnel",
+        ),
+        (
+            format!("{}[Peer\n", interface_only()),
+            "wl0.conf:3: expected \"Key = Value\", a [Section] header, or a # comment",
+        ),
+        (
+            format!("{}= 5\n", interface_only()),
+            "wl0.conf:3: expected \"Key = Value\", a [Section] header, or a # comment",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(parse_err(&text), expected, "for {text:?}");
+    }
+}
+
+#[test]
+fn error_kinds_are_matchable() {
+    let error = Config::parse(&format!("{}MTU = 1\n", interface_only()), "x").unwrap_err();
+    assert_eq!(error.line(), Some(3));
+    assert_eq!(error.source_name(), "x");
+    assert!(matches!(
+        error.kind(),
+        ConfigErrorKind::InvalidValue {
+            section: Section::Interface,
+            key: "MTU",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn secrets_never_appear_in_errors_or_debug_output() {
+    // Well-formed base64 of the wrong length (34 bytes), so parsing gets as far as the key.
+    let secret = "c2VjcmV0LXByaXZhdGUta2V5LW1hdGVyaWFsLTEyMzQ1Ng==";
+    let checks = [
+        format!("[Interface]\nPrivateKey = {secret}\n"),
+        format!("[Interface]\nPrivateKey = {secret}!\n"),
+        format!("[Interface]\nPrivateKey : {secret}\n"),
+        format!("[Interface]\n{secret}\n"),
+        format!("[Interface]\n{ALICE_PRIVATE}\n"),
+        format!("{secret}\n"),
+        format!("[{secret}]\n"),
+        format!(
+            "{}[Peer]\nPublicKey = {BOB_PUBLIC}\nPresharedKey = {secret}\n",
+            interface_only()
+        ),
+    ];
+    for text in checks {
+        let error = Config::parse(&text, "wl0.conf").unwrap_err();
+        let message = format!("{error} {error:?}");
+        assert!(
+            !message.contains("c2VjcmV0") && !message.contains("dwdtCnMY"),
+            "secret leaked: {message}"
+        );
+        assert!(message.starts_with("wl0.conf:"), "{message}");
+    }
+
+    let mut text = real_world_text();
+    text += &format!("PresharedKey = {PSK}\n");
+    let config = Config::parse(&text, "wl0.conf").unwrap();
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains(ALICE_PRIVATE) && !shown.contains(PSK),
+        "{shown}"
+    );
+    let clamped_private = config.interface.private_key.to_base64();
+    assert!(!shown.contains(&clamped_private));
+    assert!(shown.contains(BOB_PUBLIC), "public keys are shown: {shown}");
+}
+
+/// A file under the system temp dir, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &[u8], mode: u32) -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = std::env::temp_dir().join(format!(
+            "warpline-config-test-{}-{name}",
+            std::process::id()
+        ));
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn load_warns_when_others_can_read_the_private_key() {
+    let file = TempFile::new("open.conf", real_world_text().as_bytes(), 0o644);
+    let (config, warnings) = Config::load(&file.0).unwrap();
+    assert_eq!(config.peers.len(), 2);
+    let path = file.0.display().to_string();
+    assert_eq!(
+        warnings,
+        [ConfigWarning::AccessibleByOthers {
+            path: file.0.clone(),
+            mode: 0o100644
+        }]
+    );
+    assert_eq!(
+        warnings[0].to_string(),
+        format!(
+            "{path} is accessible by group or others (mode 0644) but holds a private key; run: \
+             chmod 600 {path}"
+        )
+    );
+
+    let file = TempFile::new("private.conf", real_world_text().as_bytes(), 0o600);
+    let (_, warnings) = Config::load(&file.0).unwrap();
+    assert_eq!(warnings, []);
+}
+
+#[test]
+fn fix_command_is_safe_to_paste() {
+    let warning = |path: &str| ConfigWarning::AccessibleByOthers {
+        path: path.into(),
+        mode: 0o644,
+    };
+    assert_eq!(
+        warning("/etc/wl 0.conf").fix_command(),
+        "chmod 600 '/etc/wl 0.conf'"
+    );
+    assert_eq!(
+        warning("it's.conf").fix_command(),
+        r"chmod 600 'it'\''s.conf'"
+    );
+    assert_eq!(warning("-rf.conf").fix_command(), "chmod 600 ./-rf.conf");
+}
+
+#[test]
+fn load_errors_name_the_file() {
+    let missing = std::env::temp_dir().join("warpline-config-test-does-not-exist.conf");
+    let message = Config::load(&missing).unwrap_err().to_string();
+    assert!(
+        message.starts_with(&format!("{}: cannot read: ", missing.display())),
+        "{message}"
+    );
+
+    let mut bytes = interface_only().into_bytes();
+    bytes.extend_from_slice(b"[Peer]\nPublicKey = \xff\xfe\n");
+    let file = TempFile::new("binary.conf", &bytes, 0o600);
+    let message = Config::load(&file.0).unwrap_err().to_string();
+    assert_eq!(message, format!("{}:4: not UTF-8 text", file.0.display()));
+
+    let file = TempFile::new("parse-error.conf", b"[Interface]\n", 0o600);
+    let message = Config::load(&file.0).unwrap_err().to_string();
+    assert!(
+        message.starts_with(&format!(
+            "{}:1: [Interface] PrivateKey: missing",
+            file.0.display()
+        )),
+        "{message}"
+    );
+}
+
+/// Plausible lines, to drive the parser deep into every key's value parser.
+fn config_line() -> impl Strategy<Value = String> {
+    let keys: Vec<&'static str> = Section::Interface
+        .valid_keys()
+        .iter()
+        .chain(Section::Peer.valid_keys())
+        .copied()
+        .chain(["Bogus", ""])
+        .collect();
+    let values = prop_oneof![
+        Just(ALICE_PRIVATE.to_owned()),
+        Just(BOB_PUBLIC.to_owned()),
+        Just(CAROL_PUBLIC.to_owned()),
+        Just(ALICE_PUBLIC.to_owned()),
+        "[0-9a-f:./%\\[\\], ]{0,40}",
+        "[a-zA-Z0-9+/=]{0,50}",
+        any::<String>(),
+    ];
+    prop_oneof![
+        3 => (proptest::sample::select(keys), "[ \t=]{0,3}", values, "(#.*)?")
+            .prop_map(|(key, sep, value, comment)| format!("{key}{sep}{value}{comment}")),
+        1 => proptest::sample::select(vec!["[Interface]", "[Peer]", "[peer ]", "[Other]", "[", ""])
+            .prop_map(str::to_owned),
+        1 => any::<String>(),
+    ]
+}
+
+/// Valid configs built from parts, for the round-trip property.
+fn valid_config() -> impl Strategy<Value = Config> {
+    let prefix = (any::<[u8; 16]>(), 0u8..=128, any::<bool>()).prop_map(|(bytes, len, v4)| {
+        if v4 {
+            let addr = IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]]);
+            IpPrefix::new(addr, len % 33)
+        } else {
+            IpPrefix::new(IpAddr::from(bytes), len)
+        }
+    });
+    let peer = (
+        any::<[u8; 32]>(),
+        proptest::option::of(any::<[u8; 32]>()),
+        proptest::collection::vec(prefix, 0..4),
+        proptest::option::of((any::<[u8; 4]>(), 1u16..)),
+        any::<u16>(),
+        any::<bool>(),
+    )
+        .prop_map(|(key, psk, ips, endpoint, keepalive, gcm)| PeerConfig {
+            public_key: PublicKey(key),
+            preshared_key: psk.map(PresharedKey::from_bytes),
+            allowed_ips: ips.into_iter().flatten().collect(),
+            endpoint: endpoint.map(|(ip, port)| Endpoint::Addr(SocketAddr::from((ip, port)))),
+            persistent_keepalive: NonZeroU16::new(keepalive),
+            cipher: if gcm {
+                CipherSuite::Aes256Gcm
+            } else {
+                CipherSuite::ChaCha20Poly1305
+            },
+        });
+    (
+        any::<[u8; 32]>(),
+        proptest::option::of(any::<u16>()),
+        proptest::option::of(MIN_MTU..),
+        any::<u32>(),
+        proptest::collection::vec(peer, 0..4),
+    )
+        .prop_map(|(private, port, mtu, fwmark, peers)| {
+            let private_key = PrivateKey::from_bytes(private);
+            let own = private_key.public_key();
+            let mut seen = std::collections::HashSet::new();
+            let peers = peers
+                .into_iter()
+                .filter(|p| p.public_key != own && seen.insert(p.public_key))
+                .collect();
+            Config {
+                interface: InterfaceConfig {
+                    private_key,
+                    listen_port: port,
+                    addresses: vec!["10.0.0.1/24".parse().unwrap()],
+                    mtu,
+                    dns_servers: Vec::new(),
+                    dns_search: vec!["corp.example".to_owned()],
+                    table: RoutingTable::Name("vpn".to_owned()),
+                    fwmark: NonZeroU32::new(fwmark),
+                    hooks: Hooks {
+                        post_up: vec!["echo up = %i".to_owned()],
+                        ..Hooks::default()
+                    },
+                    save_config: fwmark % 2 == 0,
+                },
+                peers,
+            }
+        })
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_text_never_panics(text in any::<String>()) {
+        let _ = Config::parse(&text, "fuzz.conf");
+    }
+
+    #[test]
+    fn plausible_line_soup_never_panics_and_errors_carry_the_source(
+        lines in proptest::collection::vec(config_line(), 0..24)
+    ) {
+        let text = lines.join("\n");
+        if let Err(error) = Config::parse(&text, "fuzz.conf") {
+            prop_assert!(error.to_string().starts_with("fuzz.conf"));
+            let line_count = text.lines().count();
+            prop_assert!(error.line().is_none_or(|line| (1..=line_count).contains(&line)));
+        }
+    }
+
+    #[test]
+    fn written_configs_parse_back_unchanged(config in valid_config()) {
+        let text = config.to_wg_quick_string();
+        prop_assert_eq!(Config::parse(&text, "written").unwrap(), config);
+    }
+}

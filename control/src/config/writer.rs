@@ -1,0 +1,84 @@
+//! Writes a [`Config`] back as wg-quick text.
+
+use std::fmt::{Display, Write as _};
+
+use super::{CipherSuite, Config, RoutingTable};
+
+pub(super) fn write(config: &Config) -> String {
+    let interface = &config.interface;
+    let mut out = Lines(String::from("[Interface]\n"));
+    out.pair("PrivateKey", &interface.private_key.to_base64());
+    if let Some(port) = interface.listen_port {
+        out.pair("ListenPort", &port);
+    }
+    out.list("Address", &interface.addresses);
+    if let Some(mtu) = interface.mtu {
+        out.pair("MTU", &mtu);
+    }
+    let dns: Vec<String> = (interface.dns_servers.iter().map(ToString::to_string))
+        .chain(interface.dns_search.iter().cloned())
+        .collect();
+    out.list("DNS", &dns);
+    if interface.table != RoutingTable::Auto {
+        out.pair("Table", &interface.table);
+    }
+    if let Some(mark) = interface.fwmark {
+        out.pair("FwMark", &format_args!("{:#x}", mark.get()));
+    }
+    let hooks = &interface.hooks;
+    for (key, commands) in [
+        ("PreUp", &hooks.pre_up),
+        ("PostUp", &hooks.post_up),
+        ("PreDown", &hooks.pre_down),
+        ("PostDown", &hooks.post_down),
+    ] {
+        for command in commands {
+            out.pair(key, command);
+        }
+    }
+    if interface.save_config {
+        out.pair("SaveConfig", &true);
+    }
+    for peer in &config.peers {
+        out.0.push_str("\n[Peer]\n");
+        out.pair("PublicKey", &peer.public_key);
+        if let Some(psk) = &peer.preshared_key {
+            out.pair("PresharedKey", &psk.to_base64());
+        }
+        out.list("AllowedIPs", &peer.allowed_ips);
+        if let Some(endpoint) = &peer.endpoint {
+            out.pair("Endpoint", endpoint);
+        }
+        if let Some(seconds) = peer.persistent_keepalive {
+            out.pair("PersistentKeepalive", &seconds);
+        }
+        // Only when needed, so configs without the extension stay readable by stock wg-quick.
+        if peer.cipher != CipherSuite::default() {
+            out.pair("Cipher", &peer.cipher.config_name());
+        }
+    }
+    out.0
+}
+
+/// The text being written, one `Key = Value` line at a time.
+struct Lines(String);
+
+impl Lines {
+    fn pair(&mut self, key: &str, value: &dyn Display) {
+        // Writing to a String cannot fail.
+        let _ = writeln!(self.0, "{key} = {value}");
+    }
+
+    /// One comma-separated line, or none for an empty list.
+    fn list<T: Display>(&mut self, key: &str, items: &[T]) {
+        if items.is_empty() {
+            return;
+        }
+        let _ = write!(self.0, "{key} = ");
+        for (index, item) in items.iter().enumerate() {
+            let separator = if index == 0 { "" } else { ", " };
+            let _ = write!(self.0, "{separator}{item}");
+        }
+        self.0.push('\n');
+    }
+}
