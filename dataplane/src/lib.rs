@@ -4,3 +4,4 @@ pub mod replay;
 pub mod time;
 pub mod wire;
 pub mod session;
+pub mod allowed_ips;
