@@ -89,7 +89,12 @@ impl CookieChecker {
         macs_equal(&expected, found)
     }
 
-    fn cookie_for(&mut self, source: SocketAddr, now: Time, rng: &mut impl CryptoRngCore) -> [u8; MAC_LEN] {
+    fn cookie_for(
+        &mut self,
+        source: SocketAddr,
+        now: Time,
+        rng: &mut impl CryptoRngCore,
+    ) -> [u8; MAC_LEN] {
         let stale = self
             .secret_born
             .is_none_or(|born| now.saturating_since(born) >= COOKIE_SECRET_MAX_AGE);
@@ -237,7 +242,10 @@ mod tests {
     fn checker_and_jar() -> (CookieChecker, CookieJar) {
         let mac1_key = [3u8; 32];
         let cookie_key = [4u8; 32];
-        (CookieChecker::new(mac1_key, cookie_key), CookieJar::new(mac1_key, cookie_key))
+        (
+            CookieChecker::new(mac1_key, cookie_key),
+            CookieJar::new(mac1_key, cookie_key),
+        )
     }
 
     fn source() -> SocketAddr {
@@ -282,7 +290,11 @@ mod tests {
             .unwrap();
         let later = Time::from_secs(130);
         jar.stamp(&mut message, later);
-        assert_eq!(&message[132..], &[0u8; 16], "a stale cookie must not be used");
+        assert_eq!(
+            &message[132..],
+            &[0u8; 16],
+            "a stale cookie must not be used"
+        );
         assert!(!checker.mac2_is_valid(&message, source(), later, &mut OsRng));
     }
 
@@ -294,6 +306,9 @@ mod tests {
         let mut reply = checker.create_reply(&message, 1, source(), Time::ZERO, &mut OsRng);
         reply[40] ^= 1;
         let view = CookieReply::new_checked(&reply[..]).unwrap();
-        assert_eq!(jar.consume_reply(&view, Time::ZERO), Err(CookieError::DecryptFailed));
+        assert_eq!(
+            jar.consume_reply(&view, Time::ZERO),
+            Err(CookieError::DecryptFailed)
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! warpline control plane: keys, Noise IKpsk2 handshakes and cookies, peer state and timers,
 //! configuration. Everything protocol-related here is sans-IO: time is passed in, nothing here
 //! opens a socket or reads the clock.
+
 pub mod cli;
 pub mod config;
 pub mod keys;

@@ -23,7 +23,7 @@ use warpline_dataplane::wire::wireguard::{
 use crate::cookie::CookieChecker;
 use crate::keys::{PresharedKey, PrivateKey, PublicKey};
 use crate::noise::{self, HandshakeError, LocalStatic, RemoteStatic, SessionKeys};
-use crate::peer::{PendingHandshake, Peer, Slot};
+use crate::peer::{Peer, PendingHandshake, Slot};
 use crate::tai64n::Tai64N;
 use crate::timers::Timers;
 
@@ -277,8 +277,9 @@ impl<R: CryptoRngCore> Node<R> {
         if self.by_key.contains_key(&peer.public_key) {
             return Err(AddPeerError::Duplicate);
         }
-        let remote = RemoteStatic::new(&self.local, peer.public_key, peer.preshared_key, peer.suite)
-            .map_err(|_| AddPeerError::WeakKey)?;
+        let remote =
+            RemoteStatic::new(&self.local, peer.public_key, peer.preshared_key, peer.suite)
+                .map_err(|_| AddPeerError::WeakKey)?;
         let id = PeerId(self.peers.len());
         self.peers
             .push(Peer::new(remote, peer.endpoint, peer.persistent_keepalive));
@@ -360,7 +361,9 @@ impl<R: CryptoRngCore> Node<R> {
         }
         let threshold = self.config.under_load_initiations_per_second;
         if !self.load.record_and_check(now, threshold)
-            || self.checker.mac2_is_valid(message, from, now, &mut self.rng)
+            || self
+                .checker
+                .mac2_is_valid(message, from, now, &mut self.rng)
         {
             return Ok(true);
         }
@@ -401,7 +404,10 @@ impl<R: CryptoRngCore> Node<R> {
         })?;
         let id = self.by_key[&received.peer];
         let peer = &self.peers[id.0];
-        if peer.latest_timestamp.is_some_and(|latest| received.timestamp <= latest) {
+        if peer
+            .latest_timestamp
+            .is_some_and(|latest| received.timestamp <= latest)
+        {
             return Err(DropReason::StaleTimestamp);
         }
         let min_gap = Duration::from_secs(1) / INITIATIONS_PER_SECOND_PER_PEER;
@@ -577,9 +583,13 @@ impl<R: CryptoRngCore> Node<R> {
         let local_index = self.fresh_index(id);
         let timestamp = self.timestamp(now);
         let peer = &mut self.peers[id.0];
-        let Ok((mut message, state)) =
-            noise::create_initiation(&self.local, &peer.remote, local_index, timestamp, &mut self.rng)
-        else {
+        let Ok((mut message, state)) = noise::create_initiation(
+            &self.local,
+            &peer.remote,
+            local_index,
+            timestamp,
+            &mut self.rng,
+        ) else {
             return;
         };
         peer.cookies.stamp(&mut message, now);
@@ -682,7 +692,8 @@ impl<R: CryptoRngCore> Node<R> {
             }
         }
         let peers = &self.peers;
-        self.by_index.retain(|index, id| peers[id.0].owns_index(*index));
+        self.by_index
+            .retain(|index, id| peers[id.0].owns_index(*index));
     }
 
     /// When `handle_timeout` must next be called, if any timer is armed.
@@ -713,7 +724,8 @@ impl<R: CryptoRngCore> Node<R> {
 /// After data arrives, a keepalive is due if we have sent nothing for `keepalive_timeout`.
 fn keepalive_deadline(peer: &Peer, timers: &Timers) -> Option<Time> {
     let owed_since = peer.keepalive_owed_since?;
-    peer.has_session().then(|| owed_since + timers.keepalive_timeout)
+    peer.has_session()
+        .then(|| owed_since + timers.keepalive_timeout)
 }
 
 fn persistent_keepalive_deadline(peer: &Peer) -> Option<Time> {

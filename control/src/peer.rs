@@ -103,7 +103,10 @@ impl Peer {
 
     /// The slot holding the session with `local_index`, if any.
     pub(crate) fn slot_of(&self, local_index: u32) -> Option<Slot> {
-        let has = |s: &Option<Session>| s.as_ref().is_some_and(|s| s.params().local_index == local_index);
+        let has = |s: &Option<Session>| {
+            s.as_ref()
+                .is_some_and(|s| s.params().local_index == local_index)
+        };
         if has(&self.current) {
             Some(Slot::Current)
         } else if has(&self.previous) {
@@ -118,7 +121,10 @@ impl Peer {
     /// True when `local_index` names one of this peer's sessions or its pending handshake.
     pub(crate) fn owns_index(&self, local_index: u32) -> bool {
         self.slot_of(local_index).is_some()
-            || self.pending.as_ref().is_some_and(|p| p.state.local_index() == local_index)
+            || self
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.state.local_index() == local_index)
     }
 
     pub(crate) fn session_mut(&mut self, slot: Slot) -> Option<&mut Session> {
@@ -164,9 +170,9 @@ impl Peer {
 
     /// The session to send with now, if one is fresh enough.
     pub(crate) fn sending_session(&mut self, now: Time, timers: &Timers) -> Option<&mut Session> {
-        self.current.as_mut().filter(|s| {
-            now.saturating_since(s.params().established) < timers.reject_after_time
-        })
+        self.current
+            .as_mut()
+            .filter(|s| now.saturating_since(s.params().established) < timers.reject_after_time)
     }
 
     /// True when the session we send with calls for a new handshake (age or message count).

@@ -109,7 +109,7 @@ impl Interop {
     }
 
     /// Hands a datagram to boringtun and returns what it wants sent back to warpline.
-    fn to_boringtun(&mut self, datagram: &[u8]) -> Vec<Vec<u8>> {
+    fn deliver_to_boringtun(&mut self, datagram: &[u8]) -> Vec<Vec<u8>> {
         let source: SocketAddr = WARPLINE_ADDR.parse().unwrap();
         let mut replies = Vec::new();
         let mut buf = vec![0u8; 2048];
@@ -133,7 +133,7 @@ impl Interop {
         replies
     }
 
-    fn to_warpline(&mut self, mut datagram: Vec<u8>) {
+    fn deliver_to_warpline(&mut self, mut datagram: Vec<u8>) {
         let source: SocketAddr = BORINGTUN_ADDR.parse().unwrap();
         match self.node.handle_datagram(self.now, source, &mut datagram) {
             Ok(Received::Packet { packet, .. }) => self.warpline_got.push(packet.to_vec()),
@@ -146,18 +146,21 @@ impl Interop {
     fn pump(&mut self) {
         while let Some(transmit) = self.node.poll_transmit() {
             assert_eq!(transmit.destination, BORINGTUN_ADDR.parse().unwrap());
-            for reply in self.to_boringtun(&transmit.payload) {
-                self.to_warpline(reply);
+            for reply in self.deliver_to_boringtun(&transmit.payload) {
+                self.deliver_to_warpline(reply);
             }
         }
     }
 
     fn warpline_sends(&mut self, packet: &[u8]) {
         let mut out = vec![0u8; packet.len() + 64];
-        let sent = self.node.send_packet(self.now, self.peer, packet, &mut out).unwrap();
+        let sent = self
+            .node
+            .send_packet(self.now, self.peer, packet, &mut out)
+            .unwrap();
         if let Some((_, len)) = sent {
-            for reply in self.to_boringtun(&out[..len]) {
-                self.to_warpline(reply);
+            for reply in self.deliver_to_boringtun(&out[..len]) {
+                self.deliver_to_warpline(reply);
             }
         }
         self.pump();
@@ -169,7 +172,7 @@ impl Interop {
             TunnResult::WriteToNetwork(d) => d.to_vec(),
             other => panic!("boringtun did not encapsulate: {other:?}"),
         };
-        self.to_warpline(datagram);
+        self.deliver_to_warpline(datagram);
         self.pump();
     }
 
@@ -179,7 +182,7 @@ impl Interop {
             TunnResult::WriteToNetwork(d) => d.to_vec(),
             other => panic!("boringtun made no initiation: {other:?}"),
         };
-        self.to_warpline(datagram);
+        self.deliver_to_warpline(datagram);
         // warpline's response goes back to boringtun, which answers with queued data or
         // nothing; its first data packet confirms the session on our side.
         self.pump();
@@ -199,12 +202,19 @@ impl Interop {
 fn warpline_initiates_and_transport_flows_both_ways() {
     let mut lab = Interop::new(Options::default());
     lab.warpline_sends(&ipv4_packet(100, 1));
-    assert!(lab.node.peer(lab.peer).has_session(), "errors: {:?}", lab.boringtun_errors);
+    assert!(
+        lab.node.peer(lab.peer).has_session(),
+        "errors: {:?}",
+        lab.boringtun_errors
+    );
     assert_eq!(lab.boringtun_got, vec![ipv4_packet(100, 1)]);
     lab.boringtun_sends(&ipv4_packet(1400, 2));
     lab.boringtun_sends(&ipv6_packet(500, 3));
     lab.warpline_sends(&ipv6_packet(33, 4));
-    assert_eq!(lab.warpline_got, vec![ipv4_packet(1400, 2), ipv6_packet(500, 3)]);
+    assert_eq!(
+        lab.warpline_got,
+        vec![ipv4_packet(1400, 2), ipv6_packet(500, 3)]
+    );
     assert_eq!(lab.boringtun_got[1], ipv6_packet(33, 4));
     assert!(lab.drops.is_empty() && lab.boringtun_errors.is_empty());
 }
@@ -216,7 +226,10 @@ fn boringtun_initiates_and_warpline_answers() {
     assert!(lab.drops.is_empty(), "{:?}", lab.drops);
     lab.boringtun_sends(&ipv4_packet(80, 5));
     assert_eq!(lab.warpline_got, vec![ipv4_packet(80, 5)]);
-    assert!(lab.node.peer(lab.peer).has_session(), "first data confirmed the session");
+    assert!(
+        lab.node.peer(lab.peer).has_session(),
+        "first data confirmed the session"
+    );
     lab.warpline_sends(&ipv4_packet(90, 6));
     assert_eq!(lab.boringtun_got, vec![ipv4_packet(90, 6)]);
 }
@@ -255,12 +268,27 @@ fn warpline_obeys_a_cookie_reply_from_boringtun_under_load() {
         ..Options::default()
     });
     lab.warpline_sends(&ipv4_packet(64, 1));
-    assert!(!lab.node.peer(lab.peer).has_session(), "first initiation only earns a cookie");
-    assert!(lab.drops.is_empty(), "the cookie reply was accepted: {:?}", lab.drops);
+    assert!(
+        !lab.node.peer(lab.peer).has_session(),
+        "first initiation only earns a cookie"
+    );
+    assert!(
+        lab.drops.is_empty(),
+        "the cookie reply was accepted: {:?}",
+        lab.drops
+    );
     // The retransmission after REKEY_TIMEOUT carries MAC2 and gets through.
     lab.run_timers_until(Time::from_secs(6));
-    assert!(lab.node.peer(lab.peer).has_session(), "errors: {:?}", lab.boringtun_errors);
-    assert_eq!(lab.boringtun_got, vec![ipv4_packet(64, 1)], "queued packet delivered");
+    assert!(
+        lab.node.peer(lab.peer).has_session(),
+        "errors: {:?}",
+        lab.boringtun_errors
+    );
+    assert_eq!(
+        lab.boringtun_got,
+        vec![ipv4_packet(64, 1)],
+        "queued packet delivered"
+    );
 }
 
 #[test]
@@ -275,11 +303,18 @@ fn boringtun_obeys_a_cookie_reply_from_warpline_under_load() {
     let mut datagram = first;
     let source: SocketAddr = BORINGTUN_ADDR.parse().unwrap();
     let outcome = lab.node.handle_datagram(lab.now, source, &mut datagram);
-    assert!(matches!(outcome, Ok(Received::CookieReplySent)), "{outcome:?}");
+    assert!(
+        matches!(outcome, Ok(Received::CookieReplySent)),
+        "{outcome:?}"
+    );
     let cookie = lab.node.poll_transmit().expect("a cookie reply");
     assert_eq!(cookie.payload.len(), 64);
-    assert!(lab.to_boringtun(&cookie.payload).is_empty());
-    assert!(lab.boringtun_errors.is_empty(), "{:?}", lab.boringtun_errors);
+    assert!(lab.deliver_to_boringtun(&cookie.payload).is_empty());
+    assert!(
+        lab.boringtun_errors.is_empty(),
+        "{:?}",
+        lab.boringtun_errors
+    );
     // boringtun's next initiation carries MAC2 from our cookie and is answered.
     lab.now = Time::from_secs(1);
     lab.boringtun_initiates();
@@ -322,8 +357,12 @@ fn tampered_packets_are_rejected_by_both() {
         .unwrap()
         .unwrap();
     out[len - 3] ^= 0x80;
-    lab.to_boringtun(&out[..len]);
-    assert_eq!(lab.boringtun_got.len(), 1, "tampered packet not delivered by boringtun");
+    lab.deliver_to_boringtun(&out[..len]);
+    assert_eq!(
+        lab.boringtun_got.len(),
+        1,
+        "tampered packet not delivered by boringtun"
+    );
     assert!(!lab.boringtun_errors.is_empty());
 
     let mut buf = vec![0u8; 200];
@@ -332,7 +371,7 @@ fn tampered_packets_are_rejected_by_both() {
         other => panic!("{other:?}"),
     };
     datagram[20] ^= 0x01;
-    lab.to_warpline(datagram);
+    lab.deliver_to_warpline(datagram);
     assert_eq!(lab.drops, vec![DropReason::BadTag]);
     assert!(lab.warpline_got.is_empty());
 }
@@ -345,10 +384,15 @@ fn an_aes_gcm_peer_fails_cleanly_against_a_stock_peer() {
     });
     lab.warpline_sends(&ipv4_packet(64, 1));
     assert!(!lab.node.peer(lab.peer).has_session());
-    assert!(!lab.boringtun_errors.is_empty(), "boringtun refused the AES-GCM initiation");
+    assert!(
+        !lab.boringtun_errors.is_empty(),
+        "boringtun refused the AES-GCM initiation"
+    );
     lab.boringtun_initiates();
     assert_eq!(
         lab.drops,
-        vec![DropReason::Handshake(warpline_control::noise::HandshakeError::SuiteMismatch)]
+        vec![DropReason::Handshake(
+            warpline_control::noise::HandshakeError::SuiteMismatch
+        )]
     );
 }

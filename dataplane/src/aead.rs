@@ -159,7 +159,11 @@ mod tests {
         nonce[4] = 7;
         let mut expect = b"sixteen byte msg".to_vec();
         reference
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut expect)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::empty(),
+                &mut expect,
+            )
             .unwrap();
         assert_eq!(&buf[..], &expect[..]);
     }
@@ -169,12 +173,18 @@ mod tests {
         for suite in [Suite::ChaCha20Poly1305, Suite::Aes256Gcm] {
             let key = PacketKey::new(suite, &[9u8; 32]);
             let mut buf = vec![0u8; 100 + TAG_LEN];
-            buf[..100].iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
+            buf[..100]
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, b)| *b = i as u8);
             let len = key.seal_in_place(1, b"hdr", &mut buf, 100).unwrap();
             assert_eq!(len, 116);
             let mut tampered = buf.clone();
             tampered[3] ^= 1;
-            assert_eq!(key.open_in_place(1, b"hdr", &mut tampered), Err(AuthenticationFailed));
+            assert_eq!(
+                key.open_in_place(1, b"hdr", &mut tampered),
+                Err(AuthenticationFailed)
+            );
             let mut wrong_counter = buf.clone();
             assert!(key.open_in_place(2, b"hdr", &mut wrong_counter).is_err());
             assert_eq!(key.open_in_place(1, b"hdr", &mut buf), Ok(100));
@@ -194,8 +204,17 @@ mod tests {
     #[test]
     fn short_buffers_are_errors_not_panics() {
         let key = PacketKey::new(Suite::Aes256Gcm, &[1u8; 32]);
-        assert_eq!(key.seal_in_place(0, b"", &mut [0u8; 20], 10), Err(BufferTooSmall));
-        assert_eq!(key.open_in_place(0, b"", &mut [0u8; 15]), Err(AuthenticationFailed));
-        assert_eq!(key.seal_in_place(0, b"", &mut [0u8; 8], usize::MAX), Err(BufferTooSmall));
+        assert_eq!(
+            key.seal_in_place(0, b"", &mut [0u8; 20], 10),
+            Err(BufferTooSmall)
+        );
+        assert_eq!(
+            key.open_in_place(0, b"", &mut [0u8; 15]),
+            Err(AuthenticationFailed)
+        );
+        assert_eq!(
+            key.seal_in_place(0, b"", &mut [0u8; 8], usize::MAX),
+            Err(BufferTooSmall)
+        );
     }
 }

@@ -195,9 +195,15 @@ mod tests {
     #[test]
     fn exhausted_counters_stop_sending_and_small_buffers_are_errors() {
         let (mut a, _) = pair(Suite::ChaCha20Poly1305);
-        assert_eq!(a.seal(&mut [0u8; 20], 0, 1420), Err(SealError::BufferTooSmall));
+        assert_eq!(
+            a.seal(&mut [0u8; 20], 0, 1420),
+            Err(SealError::BufferTooSmall)
+        );
         a.next_send_counter = REJECT_AFTER_MESSAGES;
-        assert_eq!(a.seal(&mut [0u8; 64], 0, 1420), Err(SealError::CounterExhausted));
+        assert_eq!(
+            a.seal(&mut [0u8; 64], 0, 1420),
+            Err(SealError::CounterExhausted)
+        );
         let (_, mut b) = pair(Suite::ChaCha20Poly1305);
         assert_eq!(b.open(&mut [4u8; 10]), Err(OpenError::Malformed));
     }

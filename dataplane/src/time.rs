@@ -54,7 +54,10 @@ mod tests {
     fn arithmetic_saturates_instead_of_panicking() {
         let t = Time::from_secs(5);
         assert_eq!(t.saturating_since(Time::from_secs(7)), Duration::ZERO);
-        assert_eq!(Time::from_secs(7).saturating_since(t), Duration::from_secs(2));
+        assert_eq!(
+            Time::from_secs(7).saturating_since(t),
+            Duration::from_secs(2)
+        );
         let far = Time::from_duration(Duration::MAX) + Duration::from_secs(1);
         assert_eq!(far.since_origin(), Duration::MAX);
     }

@@ -1,1 +1,114 @@
-fn main() {}
+//! `cargo xtask`: warpline's own automation (the aya/s2n-quic pattern: a plain Rust binary
+//! instead of shell scripts, so it runs wherever cargo does).
+//!
+//! - `cargo xtask demo`  — the main job: installs what it needs, builds, runs the demo.
+//! - `cargo xtask test`  — the whole suite: installs what it needs, fmt, clippy, all tests.
+//! - `cargo xtask bench <suite>` — benchmarks (never part of `test`).
+//! - `cargo xtask deps`  — only the installation step.
+
+mod deps;
+
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("demo") => demo(&args[1..]),
+        Some("bench") => bench(&args[1..]),
+        Some("deps") => deps::ensure_all(),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task '{other}'\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+  demo            install what is needed, build, and run the warpline demo
+  test            install what is needed, then fmt check, clippy -D warnings, all tests
+  bench <suite>   run a benchmark suite (crypto, handshake); `bench list` lists them
+  deps            only install the system packages the tests and demo need
+";
+
+/// Runs a command in the workspace root, echoing it first; fails on a non-zero exit.
+pub(crate) fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    println!("xtask: $ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|e| format!("could not start {program}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+fn test() -> Result<(), String> {
+    deps::ensure_all()?;
+    if !deps::is_root() {
+        println!("xtask: not root: privileged tests (XDP, AF_XDP, namespaces) will skip");
+    }
+    run("cargo", &["fmt", "--all", "--check"])?;
+    run(
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    run("cargo", &["test", "--workspace", "--no-fail-fast"])?;
+    println!("xtask: all checks passed");
+    Ok(())
+}
+
+fn demo(args: &[String]) -> Result<(), String> {
+    deps::ensure_all()?;
+    let mut cargo_args = vec![
+        "run",
+        "--release",
+        "--package",
+        "warpline-control",
+        "--example",
+        "protocol_demo",
+        "--",
+    ];
+    cargo_args.extend(args.iter().map(String::as_str));
+    run("cargo", &cargo_args)
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    let mut cargo_args = vec![
+        "run",
+        "--profile",
+        "bench",
+        "--package",
+        "warpline-bench",
+        "--",
+    ];
+    cargo_args.extend(args.iter().map(String::as_str));
+    run("cargo", &cargo_args)
+}

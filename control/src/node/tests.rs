@@ -31,8 +31,14 @@ impl Lab {
     fn new(suite: Suite, psk: [u8; 32]) -> Self {
         let key_a = PrivateKey::generate();
         let key_b = PrivateKey::generate();
-        let mut a = Node::new(NodeConfig::new(key_a.clone(), Duration::from_secs(1_700_000_000)), OsRng);
-        let mut b = Node::new(NodeConfig::new(key_b.clone(), Duration::from_secs(1_700_000_000)), OsRng);
+        let mut a = Node::new(
+            NodeConfig::new(key_a.clone(), Duration::from_secs(1_700_000_000)),
+            OsRng,
+        );
+        let mut b = Node::new(
+            NodeConfig::new(key_b.clone(), Duration::from_secs(1_700_000_000)),
+            OsRng,
+        );
         let mut to_b = PeerConfig::new(key_b.public_key());
         to_b.endpoint = Some(ADDR_B.parse().unwrap());
         to_b.suite = suite;
@@ -67,13 +73,13 @@ impl Lab {
             while let Some(t) = self.a.poll_transmit() {
                 moved = true;
                 if keep(true, &t.payload) {
-                    self.to_b(t.payload);
+                    self.arrive_at_b(t.payload);
                 }
             }
             while let Some(t) = self.b.poll_transmit() {
                 moved = true;
                 if keep(false, &t.payload) {
-                    self.to_a(t.payload);
+                    self.arrive_at_a(t.payload);
                 }
             }
             if !moved {
@@ -82,16 +88,22 @@ impl Lab {
         }
     }
 
-    fn to_b(&mut self, mut payload: Vec<u8>) {
-        match self.b.handle_datagram(self.now, ADDR_A.parse().unwrap(), &mut payload) {
+    fn arrive_at_b(&mut self, mut payload: Vec<u8>) {
+        match self
+            .b
+            .handle_datagram(self.now, ADDR_A.parse().unwrap(), &mut payload)
+        {
             Ok(Received::Packet { packet, .. }) => self.b_got.push(packet.to_vec()),
             Ok(_) => {}
             Err(reason) => self.drops.push(reason),
         }
     }
 
-    fn to_a(&mut self, mut payload: Vec<u8>) {
-        match self.a.handle_datagram(self.now, self.b_source, &mut payload) {
+    fn arrive_at_a(&mut self, mut payload: Vec<u8>) {
+        match self
+            .a
+            .handle_datagram(self.now, self.b_source, &mut payload)
+        {
             Ok(Received::Packet { packet, .. }) => self.a_got.push(packet.to_vec()),
             Ok(_) => {}
             Err(reason) => self.drops.push(reason),
@@ -100,18 +112,26 @@ impl Lab {
 
     fn a_sends(&mut self, packet: &[u8]) {
         let mut out = vec![0u8; packet.len() + 64];
-        if let Some((_, len)) = self.a.send_packet(self.now, self.a_peer, packet, &mut out).unwrap() {
+        if let Some((_, len)) = self
+            .a
+            .send_packet(self.now, self.a_peer, packet, &mut out)
+            .unwrap()
+        {
             out.truncate(len);
-            self.to_b(out);
+            self.arrive_at_b(out);
         }
         self.deliver();
     }
 
     fn b_sends(&mut self, packet: &[u8]) {
         let mut out = vec![0u8; packet.len() + 64];
-        if let Some((_, len)) = self.b.send_packet(self.now, self.b_peer, packet, &mut out).unwrap() {
+        if let Some((_, len)) = self
+            .b
+            .send_packet(self.now, self.b_peer, packet, &mut out)
+            .unwrap()
+        {
             out.truncate(len);
-            self.to_a(out);
+            self.arrive_at_a(out);
         }
         self.deliver();
     }
@@ -151,14 +171,24 @@ fn first_packet_triggers_a_handshake_and_is_delivered_after_it() {
     for suite in [Suite::ChaCha20Poly1305, Suite::Aes256Gcm] {
         let mut lab = Lab::new(suite, [7; 32]);
         lab.a_sends(&ip_packet(100, 1));
-        assert_eq!(lab.b_got, vec![ip_packet(100, 1)], "queued packet flushed after handshake");
+        assert_eq!(
+            lab.b_got,
+            vec![ip_packet(100, 1)],
+            "queued packet flushed after handshake"
+        );
         lab.b_sends(&ip_packet(60, 2));
         assert_eq!(lab.a_got, vec![ip_packet(60, 2)]);
         assert!(lab.drops.is_empty(), "{:?}", lab.drops);
         assert_eq!(lab.events_a(), vec![Event::HandshakeCompleted(lab.a_peer)]);
         let b_events = lab.events_b();
-        assert!(b_events.contains(&Event::HandshakeCompleted(lab.b_peer)), "{b_events:?}");
-        assert_eq!(lab.b.peer(lab.b_peer).endpoint(), Some(ADDR_A.parse().unwrap()));
+        assert!(
+            b_events.contains(&Event::HandshakeCompleted(lab.b_peer)),
+            "{b_events:?}"
+        );
+        assert_eq!(
+            lab.b.peer(lab.b_peer).endpoint(),
+            Some(ADDR_A.parse().unwrap())
+        );
     }
 }
 
@@ -167,14 +197,20 @@ fn responder_waits_for_confirmation_before_sending_on_the_new_session() {
     let mut lab = Lab::new(Suite::ChaCha20Poly1305, [0; 32]);
     lab.a.initiate(lab.now, lab.a_peer);
     let init = lab.a.poll_transmit().unwrap();
-    lab.to_b(init.payload);
+    lab.arrive_at_b(init.payload);
     let mut out = [0u8; 200];
     // B holds the session in `next`: nothing to send with yet, so the packet is queued.
-    let sent = lab.b.send_packet(lab.now, lab.b_peer, &ip_packet(40, 3), &mut out).unwrap();
+    let sent = lab
+        .b
+        .send_packet(lab.now, lab.b_peer, &ip_packet(40, 3), &mut out)
+        .unwrap();
     assert_eq!(sent, None);
     assert!(!lab.b.peer(lab.b_peer).has_session());
     lab.deliver();
-    assert!(lab.b.peer(lab.b_peer).has_session(), "A's keepalive confirmed the session");
+    assert!(
+        lab.b.peer(lab.b_peer).has_session(),
+        "A's keepalive confirmed the session"
+    );
 }
 
 #[test]
@@ -184,11 +220,18 @@ fn initiator_rekeys_after_120_seconds_and_old_session_drains() {
     let first_handshake = lab.a.peer(lab.a_peer).stats().last_handshake.unwrap();
     lab.run_until(Time::from_secs(119));
     lab.a_sends(&ip_packet(80, 2));
-    assert_eq!(lab.a.peer(lab.a_peer).stats().handshakes, 1, "no rekey before 120 s");
+    assert_eq!(
+        lab.a.peer(lab.a_peer).stats().handshakes,
+        1,
+        "no rekey before 120 s"
+    );
     lab.run_until(Time::from_secs(121));
     lab.a_sends(&ip_packet(80, 3));
     let stats = lab.a.peer(lab.a_peer).stats();
-    assert_eq!(stats.handshakes, 2, "sending after 120 s starts a new handshake");
+    assert_eq!(
+        stats.handshakes, 2,
+        "sending after 120 s starts a new handshake"
+    );
     assert!(stats.last_handshake.unwrap() > first_handshake);
     lab.a_sends(&ip_packet(80, 4));
     assert_eq!(lab.b_got.len(), 4, "{:?}", lab.drops);
@@ -201,10 +244,14 @@ fn sessions_are_not_used_past_reject_after_time() {
     lab.a_sends(&ip_packet(80, 1));
     // Capture a message sealed now, deliver it after 180 s: refused as expired.
     let mut out = vec![0u8; 200];
-    let (_, len) = lab.a.send_packet(lab.now, lab.a_peer, &ip_packet(80, 9), &mut out).unwrap().unwrap();
+    let (_, len) = lab
+        .a
+        .send_packet(lab.now, lab.a_peer, &ip_packet(80, 9), &mut out)
+        .unwrap()
+        .unwrap();
     out.truncate(len);
     lab.now = Time::from_secs(181);
-    lab.to_b(out);
+    lab.arrive_at_b(out);
     assert_eq!(lab.drops, vec![DropReason::ExpiredSession]);
 }
 
@@ -221,15 +268,27 @@ fn lost_initiations_are_retransmitted_then_abandoned_after_90_seconds() {
     };
     lab.deliver_filtered(&mut count);
     for _ in 0..30 {
-        let Some(next) = lab.a.poll_timeout() else { break };
+        let Some(next) = lab.a.poll_timeout() else {
+            break;
+        };
         lab.now = next;
         lab.a.handle_timeout(lab.now);
         lab.deliver_filtered(&mut count);
     }
     // 90 s of attempts, one every 5 s plus up to 333 ms of jitter.
-    assert!((16..=19).contains(&initiations), "{initiations} initiations");
-    assert!(lab.now >= Time::from_secs(90) && lab.now <= Time::from_secs(97), "{:?}", lab.now);
-    assert!(lab.events_a().contains(&Event::HandshakeAbandoned(lab.a_peer)));
+    assert!(
+        (16..=19).contains(&initiations),
+        "{initiations} initiations"
+    );
+    assert!(
+        lab.now >= Time::from_secs(90) && lab.now <= Time::from_secs(97),
+        "{:?}",
+        lab.now
+    );
+    assert!(
+        lab.events_a()
+            .contains(&Event::HandshakeAbandoned(lab.a_peer))
+    );
     assert_eq!(lab.a.poll_timeout(), None, "nothing armed after giving up");
 }
 
@@ -240,7 +299,9 @@ fn unanswered_data_triggers_a_new_handshake_after_15_seconds() {
     lab.run_until(Time::from_secs(20));
     // B has gone silent: A's data is lost.
     let mut out = vec![0u8; 200];
-    lab.a.send_packet(lab.now, lab.a_peer, &ip_packet(80, 2), &mut out).unwrap();
+    lab.a
+        .send_packet(lab.now, lab.a_peer, &ip_packet(80, 2), &mut out)
+        .unwrap();
     assert_eq!(lab.a.poll_timeout(), Some(Time::from_secs(35)));
     lab.now = Time::from_secs(35);
     lab.a.handle_timeout(lab.now);
@@ -260,7 +321,7 @@ fn keepalive_follows_received_data_when_we_have_nothing_to_send() {
     lab.b.handle_timeout(lab.now);
     let keepalive = lab.b.poll_transmit().expect("keepalive due");
     assert_eq!(keepalive.payload.len(), 32);
-    lab.to_a(keepalive.payload);
+    lab.arrive_at_a(keepalive.payload);
     assert!(lab.drops.is_empty());
 }
 
@@ -269,7 +330,10 @@ fn persistent_keepalive_fires_on_its_interval() {
     let mut lab = Lab::new(Suite::ChaCha20Poly1305, [0; 32]);
     lab.a.peers[lab.a_peer.0].persistent_keepalive = Some(Duration::from_secs(25));
     lab.run_until(Time::from_secs(1));
-    assert!(lab.a.peer(lab.a_peer).has_session(), "keepalive with no session handshakes");
+    assert!(
+        lab.a.peer(lab.a_peer).has_session(),
+        "keepalive with no session handshakes"
+    );
     let sent_before = lab.a.peer(lab.a_peer).stats().tx_bytes;
     lab.run_until(Time::from_secs(60));
     let keepalives = (lab.a.peer(lab.a_peer).stats().tx_bytes - sent_before) / 32;
@@ -293,16 +357,20 @@ fn replayed_initiations_and_transport_are_refused() {
     let mut lab = Lab::new(Suite::ChaCha20Poly1305, [0; 32]);
     lab.a.initiate(lab.now, lab.a_peer);
     let init = lab.a.poll_transmit().unwrap().payload;
-    lab.to_b(init.clone());
+    lab.arrive_at_b(init.clone());
     lab.deliver();
     lab.now = Time::from_secs(1);
-    lab.to_b(init);
+    lab.arrive_at_b(init);
     assert_eq!(lab.drops, vec![DropReason::StaleTimestamp]);
     let mut out = vec![0u8; 200];
-    let (_, len) = lab.a.send_packet(lab.now, lab.a_peer, &ip_packet(60, 1), &mut out).unwrap().unwrap();
+    let (_, len) = lab
+        .a
+        .send_packet(lab.now, lab.a_peer, &ip_packet(60, 1), &mut out)
+        .unwrap()
+        .unwrap();
     out.truncate(len);
-    lab.to_b(out.clone());
-    lab.to_b(out);
+    lab.arrive_at_b(out.clone());
+    lab.arrive_at_b(out);
     assert_eq!(lab.drops[1], DropReason::Replayed);
 }
 
@@ -317,9 +385,23 @@ fn roaming_follows_the_last_authenticated_packet_only() {
     let mut forged = vec![0u8; 64];
     forged[0] = 4;
     forged[8..16].copy_from_slice(&1000u64.to_le_bytes());
-    forged[4..8].copy_from_slice(&lab.a.peer(lab.a_peer).current.as_ref().unwrap().params().local_index.to_le_bytes());
+    forged[4..8].copy_from_slice(
+        &lab.a
+            .peer(lab.a_peer)
+            .current
+            .as_ref()
+            .unwrap()
+            .params()
+            .local_index
+            .to_le_bytes(),
+    );
     let spoofed: SocketAddr = "203.0.113.66:1".parse().unwrap();
-    assert_eq!(lab.a.handle_datagram(lab.now, spoofed, &mut forged).unwrap_err(), DropReason::BadTag);
+    assert_eq!(
+        lab.a
+            .handle_datagram(lab.now, spoofed, &mut forged)
+            .unwrap_err(),
+        DropReason::BadTag
+    );
     assert_eq!(lab.a.peer(lab.a_peer).endpoint(), Some(lab.b_source));
 }
 
@@ -329,9 +411,15 @@ fn under_load_initiators_must_present_a_cookie() {
     lab.b.force_under_load(true);
     lab.a.initiate(lab.now, lab.a_peer);
     lab.deliver();
-    assert!(!lab.a.peer(lab.a_peer).has_session(), "first attempt only earns a cookie");
+    assert!(
+        !lab.a.peer(lab.a_peer).has_session(),
+        "first attempt only earns a cookie"
+    );
     lab.run_until(Time::from_secs(6));
-    assert!(lab.a.peer(lab.a_peer).has_session(), "retransmission with MAC2 succeeds");
+    assert!(
+        lab.a.peer(lab.a_peer).has_session(),
+        "retransmission with MAC2 succeeds"
+    );
     assert!(lab.drops.is_empty(), "{:?}", lab.drops);
 }
 
@@ -339,16 +427,32 @@ fn under_load_initiators_must_present_a_cookie() {
 fn garbage_and_unknown_indices_are_counted_drops() {
     let mut lab = Lab::new(Suite::ChaCha20Poly1305, [0; 32]);
     let from: SocketAddr = ADDR_A.parse().unwrap();
-    assert_eq!(lab.b.handle_datagram(lab.now, from, &mut [9u8; 50]).unwrap_err(), DropReason::Malformed);
+    assert_eq!(
+        lab.b
+            .handle_datagram(lab.now, from, &mut [9u8; 50])
+            .unwrap_err(),
+        DropReason::Malformed
+    );
     let mut data = [0u8; 48];
     data[0] = 4;
-    assert_eq!(lab.b.handle_datagram(lab.now, from, &mut data).unwrap_err(), DropReason::UnknownIndex);
+    assert_eq!(
+        lab.b.handle_datagram(lab.now, from, &mut data).unwrap_err(),
+        DropReason::UnknownIndex
+    );
     let mut init = [0u8; 148];
     init[0] = 1;
-    assert_eq!(lab.b.handle_datagram(lab.now, from, &mut init).unwrap_err(), DropReason::BadMac1);
+    assert_eq!(
+        lab.b.handle_datagram(lab.now, from, &mut init).unwrap_err(),
+        DropReason::BadMac1
+    );
     let mut reply = [0u8; 64];
     reply[0] = 3;
-    assert_eq!(lab.b.handle_datagram(lab.now, from, &mut reply).unwrap_err(), DropReason::Unexpected);
+    assert_eq!(
+        lab.b
+            .handle_datagram(lab.now, from, &mut reply)
+            .unwrap_err(),
+        DropReason::Unexpected
+    );
 }
 
 #[test]
@@ -357,7 +461,16 @@ fn a_peer_cannot_be_added_twice_or_be_ourselves() {
     let mut node = Node::new(NodeConfig::new(key.clone(), Duration::ZERO), OsRng);
     let other = PrivateKey::generate().public_key();
     node.add_peer(PeerConfig::new(other)).unwrap();
-    assert_eq!(node.add_peer(PeerConfig::new(other)), Err(AddPeerError::Duplicate));
-    assert_eq!(node.add_peer(PeerConfig::new(key.public_key())), Err(AddPeerError::OwnKey));
-    assert_eq!(node.add_peer(PeerConfig::new(PublicKey([0; 32]))), Err(AddPeerError::WeakKey));
+    assert_eq!(
+        node.add_peer(PeerConfig::new(other)),
+        Err(AddPeerError::Duplicate)
+    );
+    assert_eq!(
+        node.add_peer(PeerConfig::new(key.public_key())),
+        Err(AddPeerError::OwnKey)
+    );
+    assert_eq!(
+        node.add_peer(PeerConfig::new(PublicKey([0; 32]))),
+        Err(AddPeerError::WeakKey)
+    );
 }

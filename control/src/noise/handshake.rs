@@ -2,9 +2,7 @@
 
 use rand_core::CryptoRngCore;
 use warpline_dataplane::aead::{PacketKey, Suite, TAG_LEN};
-use warpline_dataplane::wire::wireguard::{
-    INITIATION_LEN, Initiation, RESPONSE_LEN, Response,
-};
+use warpline_dataplane::wire::wireguard::{INITIATION_LEN, Initiation, RESPONSE_LEN, Response};
 use x25519_dalek::{PublicKey as DhPublic, StaticSecret};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 

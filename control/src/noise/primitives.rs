@@ -51,12 +51,13 @@ pub fn hmac(key: &[u8; HASH_LEN], parts: &[&[u8]]) -> [u8; HASH_LEN] {
 pub fn kdf<const N: usize>(chaining_key: &[u8; HASH_LEN], input: &[u8]) -> [[u8; HASH_LEN]; N] {
     let mut prk = hmac(chaining_key, &[input]);
     let mut outputs = [[0u8; HASH_LEN]; N];
-    let mut previous: &[u8] = &[];
-    for i in 0..N {
-        let counter = [i as u8 + 1];
-        outputs[i] = hmac(&prk, &[previous, &counter]);
-        previous = &outputs[i];
+    let mut previous = [0u8; HASH_LEN];
+    for (i, output) in outputs.iter_mut().enumerate() {
+        let previous_part: &[u8] = if i == 0 { &[] } else { &previous };
+        *output = hmac(&prk, &[previous_part, &[i as u8 + 1]]);
+        previous = *output;
     }
+    previous.zeroize();
     prk.zeroize();
     outputs
 }

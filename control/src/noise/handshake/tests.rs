@@ -39,8 +39,13 @@ fn now() -> Tai64N {
 }
 
 fn run(p: &Pair) -> Result<(SessionKeys, SessionKeys), HandshakeError> {
-    let (init, state) =
-        create_initiation(&p.initiator, &p.responder_as_seen_by_initiator, 7, now(), &mut OsRng)?;
+    let (init, state) = create_initiation(
+        &p.initiator,
+        &p.responder_as_seen_by_initiator,
+        7,
+        now(),
+        &mut OsRng,
+    )?;
     let view = Initiation::new_checked(&init[..]).unwrap();
     let received = consume_initiation(&p.responder, &view, |key| {
         (key == p.initiator_as_seen_by_responder.public())
@@ -53,8 +58,12 @@ fn run(p: &Pair) -> Result<(SessionKeys, SessionKeys), HandshakeError> {
         create_response(&p.initiator_as_seen_by_responder, received, 9, &mut OsRng)?;
     let view = Response::new_checked(&response[..]).unwrap();
     assert_eq!(view.receiver_index(), 7);
-    let initiator_keys =
-        consume_response(&p.initiator, &p.responder_as_seen_by_initiator, &state, &view)?;
+    let initiator_keys = consume_response(
+        &p.initiator,
+        &p.responder_as_seen_by_initiator,
+        &state,
+        &view,
+    )?;
     Ok((initiator_keys, responder_keys))
 }
 
@@ -74,8 +83,21 @@ fn both_suites_agree_on_transport_keys() {
 
 #[test]
 fn matching_preshared_keys_complete_and_mismatched_ones_fail_at_the_response() {
-    assert!(run(&pair([5; 32], [5; 32], Suite::ChaCha20Poly1305, Suite::ChaCha20Poly1305)).is_ok());
-    let mismatched = pair([5; 32], [6; 32], Suite::ChaCha20Poly1305, Suite::ChaCha20Poly1305);
+    assert!(
+        run(&pair(
+            [5; 32],
+            [5; 32],
+            Suite::ChaCha20Poly1305,
+            Suite::ChaCha20Poly1305
+        ))
+        .is_ok()
+    );
+    let mismatched = pair(
+        [5; 32],
+        [6; 32],
+        Suite::ChaCha20Poly1305,
+        Suite::ChaCha20Poly1305,
+    );
     assert_eq!(run(&mismatched).unwrap_err(), HandshakeError::DecryptFailed);
 }
 
@@ -89,10 +111,20 @@ fn a_suite_mismatch_fails_the_handshake_cleanly() {
 
 #[test]
 fn unknown_initiators_and_tampered_messages_are_refused() {
-    let p = pair([0; 32], [0; 32], Suite::ChaCha20Poly1305, Suite::ChaCha20Poly1305);
-    let (init, _) =
-        create_initiation(&p.initiator, &p.responder_as_seen_by_initiator, 1, now(), &mut OsRng)
-            .unwrap();
+    let p = pair(
+        [0; 32],
+        [0; 32],
+        Suite::ChaCha20Poly1305,
+        Suite::ChaCha20Poly1305,
+    );
+    let (init, _) = create_initiation(
+        &p.initiator,
+        &p.responder_as_seen_by_initiator,
+        1,
+        now(),
+        &mut OsRng,
+    )
+    .unwrap();
     let view = Initiation::new_checked(&init[..]).unwrap();
     assert_eq!(
         consume_initiation(&p.responder, &view, |_| None).unwrap_err(),
@@ -114,8 +146,13 @@ fn low_order_public_keys_are_refused() {
     let local = LocalStatic::new(&PrivateKey::generate());
     let zero_point = PublicKey([0u8; 32]);
     assert_eq!(
-        RemoteStatic::new(&local, zero_point, PresharedKey::none(), Suite::ChaCha20Poly1305)
-            .unwrap_err(),
+        RemoteStatic::new(
+            &local,
+            zero_point,
+            PresharedKey::none(),
+            Suite::ChaCha20Poly1305
+        )
+        .unwrap_err(),
         HandshakeError::WeakKey
     );
 }

@@ -1,0 +1,3 @@
+//! The benchmark suites.
+
+pub mod handshake;
