@@ -4,10 +4,10 @@
 
 pub mod cli;
 pub mod config;
-pub mod keys;
-pub mod noise;
-pub mod tai64n;
 pub mod cookie;
+pub mod keys;
 pub mod node;
+pub mod noise;
 pub mod peer;
+pub mod tai64n;
 pub mod timers;
