@@ -12,8 +12,8 @@ use std::num::{NonZeroU16, NonZeroU32};
 use super::endpoint::Endpoint;
 use super::error::{ConfigError, ConfigErrorKind, Section, ShownName};
 use super::values::{
-    DnsItem, InterfaceAddress, IpPrefix, RoutingTable, ValueError, list_items, parse_bool,
-    parse_dns_item, parse_fwmark, parse_keepalive, parse_mtu, parse_port, value_error,
+    DnsItem, InterfaceAddress, IpPrefix, RoutingTable, ValueError, list_items, parse_allowed_ip,
+    parse_bool, parse_dns_item, parse_fwmark, parse_keepalive, parse_mtu, parse_port, value_error,
 };
 use super::{CipherSuite, Config, Hooks, InterfaceConfig, PeerConfig, parse_cipher_suite};
 use crate::keys::{KeyParseError, PresharedKey, PrivateKey, PublicKey};
@@ -337,7 +337,7 @@ impl PeerBuilder {
             "AllowedIPs" => {
                 for item in list_items(value) {
                     self.allowed_ips
-                        .push(item.parse::<IpPrefix>().map_err(invalid)?);
+                        .push(parse_allowed_ip(item).map_err(invalid)?);
                 }
             }
             "Endpoint" => self.endpoint = Some(value.parse::<Endpoint>().map_err(invalid)?),

@@ -166,7 +166,7 @@ fn every_documented_key_is_accepted() {
         config.peers[0]
             .allowed_ips
             .iter()
-            .all(IpPrefix::is_default_route)
+            .all(|prefix| prefix.prefix_len() == 0)
     );
 }
 
@@ -513,9 +513,11 @@ fn valid_config() -> impl Strategy<Value = Config> {
     let prefix = (any::<[u8; 16]>(), 0u8..=128, any::<bool>()).prop_map(|(bytes, len, v4)| {
         if v4 {
             let addr = IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]]);
-            IpPrefix::new(addr, len % 33)
+            IpPrefix::new(addr, len % 33).map(IpPrefix::masked).ok()
         } else {
             IpPrefix::new(IpAddr::from(bytes), len)
+                .map(IpPrefix::masked)
+                .ok()
         }
     });
     let peer = (

@@ -4,7 +4,7 @@
 //! section and key. The sentence quotes the value, so parsers of secrets must not use it.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::num::{NonZeroU16, NonZeroU32};
 use std::str::FromStr;
 
@@ -34,72 +34,16 @@ macro_rules! value_error {
 }
 pub(crate) use value_error;
 
-/// An IP network: an address with its host bits cleared and a prefix length.
-///
-/// `AllowedIPs = 10.0.0.7/24` becomes `10.0.0.0/24`, as `wg` and the kernel mask it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct IpPrefix {
-    network: IpAddr,
-    len: u8,
-}
+pub use warpline_dataplane::allowed_ips::IpPrefix;
 
-impl IpPrefix {
-    /// The prefix of `len` bits containing `addr`, or `None` when `len` exceeds the address
-    /// width (32 for IPv4, 128 for IPv6).
-    pub fn new(addr: IpAddr, len: u8) -> Option<Self> {
-        let network = match addr {
-            IpAddr::V4(v4) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(len.min(32)))
-                    .unwrap_or(0);
-                IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
-            }
-            IpAddr::V6(v6) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(len.min(128)))
-                    .unwrap_or(0);
-                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
-            }
-        };
-        (len <= max_prefix_len(addr)).then_some(Self { network, len })
-    }
-
-    /// The network address (host bits zero).
-    pub fn network(&self) -> IpAddr {
-        self.network
-    }
-
-    /// The prefix length in bits.
-    pub fn prefix_len(&self) -> u8 {
-        self.len
-    }
-
-    /// Whether this is a default route (`0.0.0.0/0` or `::/0`).
-    pub fn is_default_route(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Whether `addr` lies inside this prefix.
-    pub fn contains(&self, addr: IpAddr) -> bool {
-        Self::new(addr, self.len).is_some_and(|p| p.network == self.network)
-    }
-}
-
-impl FromStr for IpPrefix {
-    type Err = ValueError;
-
-    /// Parses `ADDRESS[/LENGTH]`; a missing length means a single host, as in `wg`.
-    fn from_str(text: &str) -> Result<Self, ValueError> {
-        let (addr, len) = parse_addr_with_len(text)?;
-        // `parse_addr_with_len` already bounds `len` by the address width.
-        Self::new(addr, len).ok_or_else(|| value_error!("{text:?} has an impossible prefix length"))
-    }
-}
-
-impl fmt::Display for IpPrefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.len)
-    }
+/// Parses an `AllowedIPs` item, `ADDRESS[/LENGTH]` (no length: a single host, as in `wg`),
+/// and clears the host bits: `10.0.0.7/24` becomes `10.0.0.0/24`, as `wg` and the kernel do.
+pub fn parse_allowed_ip(text: &str) -> Result<IpPrefix, ValueError> {
+    let (addr, len) = parse_addr_with_len(text)?;
+    // `parse_addr_with_len` already bounds `len` by the address width.
+    IpPrefix::new(addr, len)
+        .map(IpPrefix::masked)
+        .map_err(|_| value_error!("{text:?} has an impossible prefix length"))
 }
 
 /// An address assigned to the tunnel interface, with the prefix length of its subnet.
@@ -358,18 +302,18 @@ mod tests {
 
     #[test]
     fn prefix_masks_host_bits_and_defaults_to_host_length() {
-        let p = IpPrefix::from_str("10.0.0.7/24").unwrap();
+        let p = parse_allowed_ip("10.0.0.7/24").unwrap();
         assert_eq!(p.to_string(), "10.0.0.0/24");
         assert_eq!(
-            IpPrefix::from_str("10.1.2.3").unwrap().to_string(),
+            parse_allowed_ip("10.1.2.3").unwrap().to_string(),
             "10.1.2.3/32"
         );
         assert_eq!(
-            IpPrefix::from_str("fd00::1:2/64").unwrap().to_string(),
+            parse_allowed_ip("fd00::1:2/64").unwrap().to_string(),
             "fd00::/64"
         );
-        assert_eq!(IpPrefix::from_str("fd00::1").unwrap().prefix_len(), 128);
-        assert!(IpPrefix::from_str("0.0.0.0/0").unwrap().is_default_route());
+        assert_eq!(parse_allowed_ip("fd00::1").unwrap().prefix_len(), 128);
+        assert_eq!(parse_allowed_ip("0.0.0.0/0").unwrap().prefix_len(), 0);
         assert!(p.contains("10.0.0.200".parse().unwrap()));
         assert!(!p.contains("10.0.1.1".parse().unwrap()));
         assert!(!p.contains("fd00::1".parse().unwrap()));
@@ -388,7 +332,7 @@ mod tests {
             "",
             "10.0.0.0/99999999999999999999999",
         ] {
-            assert!(IpPrefix::from_str(bad).is_err(), "{bad:?} was accepted");
+            assert!(parse_allowed_ip(bad).is_err(), "{bad:?} was accepted");
         }
     }
 
