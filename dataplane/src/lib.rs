@@ -20,6 +20,7 @@ pub mod lab;
 pub mod replay;
 pub mod session;
 pub mod time;
+pub mod tun;
 pub mod wire;
 pub mod xdp;
 pub mod xsk;

@@ -412,6 +412,53 @@ fn check_ifname(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Link MTU and routes, for the TUN tests and labs that route prefixes into a device.
+impl Netlink {
+    /// Sets a link's MTU.
+    pub fn set_mtu(&mut self, index: u32, mtu: u32) -> io::Result<()> {
+        const IFLA_MTU: u16 = 4;
+        let mut message = Message::new(
+            RTM_NEWLINK,
+            NLM_F_REQUEST | NLM_F_ACK,
+            &ifinfomsg(index, 0, 0),
+        );
+        message.attr_u32(IFLA_MTU, mtu);
+        self.request(message).map(drop)
+    }
+
+    /// Adds a route for `destination/prefix_len` out of link `index` (scope link, main
+    /// table), as `ip route add <destination>/<prefix_len> dev <link>` does. The
+    /// destination must be the network address (host bits zero), else `EINVAL`.
+    pub fn add_route(&mut self, index: u32, destination: IpAddr, prefix_len: u8) -> io::Result<()> {
+        const RTM_NEWROUTE: u16 = 24;
+        const RT_TABLE_MAIN: u8 = 254;
+        const RTPROT_STATIC: u8 = 4;
+        const RT_SCOPE_LINK: u8 = 253;
+        const RTN_UNICAST: u8 = 1;
+        const RTA_DST: u16 = 1;
+        const RTA_OIF: u16 = 4;
+        let (family, bytes) = match destination {
+            IpAddr::V4(v4) => (libc::AF_INET as u8, v4.octets().to_vec()),
+            IpAddr::V6(v6) => (libc::AF_INET6 as u8, v6.octets().to_vec()),
+        };
+        // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
+        let mut body = [0u8; 12];
+        body[0] = family;
+        body[1] = prefix_len;
+        body[4] = RT_TABLE_MAIN;
+        body[5] = RTPROT_STATIC;
+        body[6] = RT_SCOPE_LINK;
+        body[7] = RTN_UNICAST;
+        let mut message = Message::new(
+            RTM_NEWROUTE,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &body,
+        );
+        message.attr(RTA_DST, &bytes).attr_u32(RTA_OIF, index);
+        self.request(message).map(drop)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,237 @@
+//! Coalesced writes end to end: this test plays a TCP client behind a TUN with offloads,
+//! connects to a listener in the namespace, and sends 200 KB whose segments
+//! [`TcpCoalescer`] merges into GSO frames written with one `write` each; the listener
+//! must read exactly the bytes sent. Needs root; skips with a printed reason otherwise.
+
+use std::{
+    io::{self, Read},
+    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener},
+    time::{Duration, Instant},
+};
+
+use warpline_dataplane::{
+    lab::{Host, require_root, unique_name},
+    tun::{Offloads, SCRATCH_LEN, Tun, TunQueue, gro::TcpCoalescer, gso},
+    wire::{IpProtocol, ipv4},
+};
+
+const LOCAL_V4: Ipv4Addr = Ipv4Addr::new(10, 79, 0, 1);
+const PEER_V4: Ipv4Addr = Ipv4Addr::new(10, 79, 0, 2);
+const SEND_LEN: usize = 200_000;
+const SEGMENT: usize = 1000;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+fn can_run() -> bool {
+    match require_root() {
+        Ok(()) => true,
+        Err(reason) => {
+            println!("skipping: {reason}");
+            false
+        }
+    }
+}
+
+/// An IPv4 TCP packet from the client behind the TUN, checksums filled in.
+fn tcp_packet(
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let options: &[u8] = if flags & TCP_SYN != 0 {
+        &[2, 4, 0x05, 0xb4]
+    } else {
+        &[]
+    };
+    let tcp_len = 20 + options.len();
+    let total = ipv4::MIN_HEADER_LEN + tcp_len + payload.len();
+    let mut packet = vec![0u8; total];
+    let mut ip = ipv4::Packet::new_unchecked(&mut packet[..]);
+    ip.set_version_and_header_len(ipv4::MIN_HEADER_LEN);
+    ip.set_total_len(total as u16);
+    ip.set_fragment(true, false, 0);
+    ip.set_ttl(64);
+    ip.set_protocol(IpProtocol::TCP);
+    ip.set_src_addr(*src.ip());
+    ip.set_dst_addr(*dst.ip());
+    let tcp = &mut packet[ipv4::MIN_HEADER_LEN..];
+    tcp[0..2].copy_from_slice(&src.port().to_be_bytes());
+    tcp[2..4].copy_from_slice(&dst.port().to_be_bytes());
+    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+    tcp[8..12].copy_from_slice(&ack.to_be_bytes());
+    tcp[12] = ((tcp_len / 4) as u8) << 4;
+    tcp[13] = flags;
+    tcp[14..16].copy_from_slice(&65_535u16.to_be_bytes());
+    tcp[20..tcp_len].copy_from_slice(options);
+    tcp[tcp_len..].copy_from_slice(payload);
+    gso::fill_checksums(&mut packet).expect("a TCP packet");
+    packet
+}
+
+/// A TCP segment from the server: (seq, ack, flags, window).
+fn from_server(packet: &[u8], server_port: u16) -> Option<(u32, u32, u8, u16)> {
+    let ip = ipv4::Packet::new_checked(packet).ok()?;
+    if ip.protocol() != IpProtocol::TCP {
+        return None;
+    }
+    let tcp = &packet[ip.header_len()..];
+    if tcp.len() < 20 || u16::from_be_bytes([tcp[0], tcp[1]]) != server_port {
+        return None;
+    }
+    assert_eq!(gso::verify_checksums(packet), Ok(true), "server checksums");
+    Some((
+        u32::from_be_bytes(tcp[4..8].try_into().unwrap()),
+        u32::from_be_bytes(tcp[8..12].try_into().unwrap()),
+        tcp[13],
+        u16::from_be_bytes([tcp[14], tcp[15]]),
+    ))
+}
+
+/// Reads what is waiting (waiting up to `wait` for the first frame) and returns the
+/// server's segments.
+fn drain(
+    queue: &mut TunQueue,
+    scratch: &mut [u8],
+    server_port: u16,
+    wait: Duration,
+) -> Vec<(u32, u32, u8, u16)> {
+    let mut segments = Vec::new();
+    queue.wait_readable(wait).expect("poll");
+    loop {
+        match queue.read_packets(scratch, |packet| {
+            segments.extend(from_server(packet, server_port));
+        }) {
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return segments,
+            Err(error) => panic!("TUN read: {error}"),
+        }
+    }
+}
+
+#[test]
+fn coalesced_tcp_writes_reach_a_listener() {
+    if !can_run() {
+        return;
+    }
+    let host = Host::new("tgro").expect("namespace");
+    let name = format!("{}r", unique_name());
+    let tun = host
+        .run(|| Tun::create(&name, 1, Offloads::ALL))
+        .expect("create TUN");
+    if !tun.offloads().tcp {
+        println!("skipping: the kernel refused TSO on TUN");
+        return;
+    }
+    host.netlink(|netlink| {
+        let link = netlink.link_by_name(&name)?;
+        netlink.add_address(link.index, IpAddr::V4(LOCAL_V4), 24)?;
+        netlink.set_up(link.index)
+    })
+    .expect("address and set up the TUN");
+    let mut queue = tun.into_queues().pop().expect("a queue");
+    let server = SocketAddrV4::new(LOCAL_V4, 5301);
+    let client = SocketAddrV4::new(PEER_V4, 40_000);
+    let listener = host
+        .run(|| TcpListener::bind(SocketAddr::V4(server)))
+        .expect("listen");
+    let reader = std::thread::spawn(move || -> io::Result<Vec<u8>> {
+        let (mut stream, _) = listener.accept()?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut data = vec![0u8; SEND_LEN];
+        stream.read_exact(&mut data)?;
+        Ok(data)
+    });
+
+    let mut scratch = vec![0u8; SCRATCH_LEN];
+    let isn: u32 = 0xfff0_0000;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Handshake.
+    let (server_isn, mut window) = loop {
+        assert!(Instant::now() < deadline, "no SYN-ACK");
+        let syn = tcp_packet(client, server, isn, 0, TCP_SYN, &[]);
+        queue.write_packet(&syn).expect("write SYN");
+        let reply = drain(
+            &mut queue,
+            &mut scratch,
+            server.port(),
+            Duration::from_millis(200),
+        )
+        .into_iter()
+        .find(|&(_, ack, flags, _)| {
+            flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK && ack == isn.wrapping_add(1)
+        });
+        if let Some((seq, _, _, window)) = reply {
+            break (seq, usize::from(window));
+        }
+    };
+    let ack = server_isn.wrapping_add(1);
+    queue
+        .write_packet(&tcp_packet(
+            client,
+            server,
+            isn.wrapping_add(1),
+            ack,
+            TCP_ACK,
+            &[],
+        ))
+        .expect("write ACK");
+
+    // Data, within the server's window, coalesced; go back to the last ACK on a stall.
+    let sent: Vec<u8> = (0..SEND_LEN).map(|i| (i * 31 + i / 1009) as u8).collect();
+    let mut coalescer = TcpCoalescer::new();
+    let (mut una, mut next) = (0usize, 0usize);
+    let mut last_progress = Instant::now();
+    while una < SEND_LEN {
+        assert!(
+            Instant::now() < deadline,
+            "{una} of {SEND_LEN} bytes acknowledged"
+        );
+        while next < SEND_LEN && next + SEGMENT.min(SEND_LEN - next) <= una + window {
+            let end = (next + SEGMENT).min(SEND_LEN);
+            let seq = isn.wrapping_add(1).wrapping_add(next as u32);
+            let packet = tcp_packet(client, server, seq, ack, TCP_ACK, &sent[next..end]);
+            coalescer
+                .push(&packet, |header, frame| {
+                    queue.write_with_header(header, frame)
+                })
+                .expect("write to the TUN");
+            next = end;
+        }
+        coalescer
+            .flush(|header, frame| queue.write_with_header(header, frame))
+            .expect("write to the TUN");
+        for (_, acked, flags, new_window) in drain(
+            &mut queue,
+            &mut scratch,
+            server.port(),
+            Duration::from_millis(50),
+        ) {
+            assert_eq!(flags & TCP_RST, 0, "server reset the connection");
+            let acked = acked.wrapping_sub(isn.wrapping_add(1)) as usize;
+            if acked <= SEND_LEN && acked >= una {
+                if acked > una {
+                    last_progress = Instant::now();
+                }
+                una = acked;
+                window = usize::from(new_window);
+            }
+        }
+        if last_progress.elapsed() > Duration::from_millis(300) {
+            next = una;
+            last_progress = Instant::now();
+        }
+    }
+    let received = reader
+        .join()
+        .expect("reader thread")
+        .expect("accept and read");
+    assert!(received == sent, "listener read other bytes than were sent");
+    let stats = coalescer.stats();
+    println!("coalescer: {stats:?}");
+    assert!(stats.gso_writes > 0, "no GSO frame was written");
+    assert!(stats.writes < stats.packets, "{stats:?}");
+}
