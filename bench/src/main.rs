@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         .find(|a| !a.starts_with("--"))
         .map(String::as_str);
     let result = match suite {
+        Some("crypto") => suites::crypto::run(quick),
         Some("handshake") => suites::handshake::run(quick),
         Some("list") | None => {
             println!("suites:");

@@ -1,3 +1,4 @@
 //! The benchmark suites.
 
+pub mod crypto;
 pub mod handshake;

@@ -1,0 +1,96 @@
+//! `crypto`: one core sealing transport payloads in place at the sizes that matter, with the
+//! backend warpline uses (ring) beside RustCrypto, so the choice stays justified by numbers.
+//! This is the per-core ceiling every other figure is measured against.
+//!
+//! aws-lc-rs is not in the comparison yet: its build needs cmake and a C toolchain at
+//! benchmark build time (ARCHITECTURE.md records it within 8% of ring on ChaCha20-Poly1305
+//! and 1.7x slower on AES-256-GCM on this machine).
+
+use std::time::Duration;
+
+use aes_gcm::Aes256Gcm;
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use warpline_dataplane::aead::{PacketKey, Suite};
+
+use crate::report::{Row, median, publish, rate};
+
+const SIZES: [usize; 5] = [64, 128, 512, 1420, 8192];
+
+type Sealer = Box<dyn FnMut(&mut [u8], usize, u64)>;
+
+fn backends() -> Vec<(&'static str, Sealer)> {
+    let key = [7u8; 32];
+    let ring_chacha = PacketKey::new(Suite::ChaCha20Poly1305, &key);
+    let ring_gcm = PacketKey::new(Suite::Aes256Gcm, &key);
+    let rc_chacha = ChaCha20Poly1305::new((&key).into());
+    let rc_gcm = Aes256Gcm::new((&key).into());
+    let nonce = |counter: u64| {
+        let mut n = [0u8; 12];
+        n[4..].copy_from_slice(&counter.to_le_bytes());
+        n
+    };
+    vec![
+        (
+            "ring ChaCha20-Poly1305 (warpline)",
+            Box::new(move |buf: &mut [u8], len, counter| {
+                ring_chacha.seal_in_place(counter, &[], buf, len).expect("room for the tag");
+            }),
+        ),
+        (
+            "ring AES-256-GCM (warpline)",
+            Box::new(move |buf: &mut [u8], len, counter| {
+                ring_gcm.seal_in_place(counter, &[], buf, len).expect("room for the tag");
+            }),
+        ),
+        (
+            "RustCrypto chacha20poly1305 0.10",
+            Box::new(move |buf: &mut [u8], len, counter| {
+                let tag = rc_chacha
+                    .encrypt_in_place_detached(Nonce::from_slice(&nonce(counter)), &[], &mut buf[..len])
+                    .expect("within limits");
+                buf[len..len + 16].copy_from_slice(&tag);
+            }),
+        ),
+        (
+            "RustCrypto aes-gcm 0.10",
+            Box::new(move |buf: &mut [u8], len, counter| {
+                let tag = rc_gcm
+                    .encrypt_in_place_detached(Nonce::from_slice(&nonce(counter)), &[], &mut buf[..len])
+                    .expect("within limits");
+                buf[len..len + 16].copy_from_slice(&tag);
+            }),
+        ),
+    ]
+}
+
+/// Runs the suite and publishes its table.
+pub fn run(quick: bool) -> Result<(), String> {
+    let budget = Duration::from_millis(if quick { 50 } else { 300 });
+    let mut backends = backends();
+    let mut rows = Vec::new();
+    for size in SIZES {
+        let mut buf = vec![0u8; size + 16];
+        // Interleaved rounds: a neighbour's load burst hits every backend alike.
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); backends.len()];
+        for _ in 0..3 {
+            for (i, (_, seal)) in backends.iter_mut().enumerate() {
+                samples[i].push(rate(budget, |n| seal(&mut buf, size, n as u64)));
+            }
+        }
+        let rates: Vec<f64> = samples.into_iter().map(median).collect();
+        for ((name, _), per_s) in backends.iter().zip(&rates) {
+            rows.push(Row {
+                name: format!("{name} @ {size} B"),
+                figures: vec![
+                    ("Mpps", per_s / 1e6),
+                    ("Gbit_s", per_s * size as f64 * 8.0 / 1e9),
+                    ("x_ring_chacha", per_s / rates[0]),
+                ],
+            });
+        }
+        print!("\rcrypto: {size} B done   ");
+    }
+    println!();
+    publish("crypto", &rows)
+}
