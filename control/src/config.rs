@@ -37,7 +37,9 @@ use zeroize::Zeroizing;
 
 pub use self::endpoint::Endpoint;
 pub use self::error::{ConfigError, ConfigErrorKind, Section, ShownName};
-pub use self::values::{InterfaceAddress, IpPrefix, MIN_MTU, RoutingTable, ValueError};
+pub use self::values::{
+    InterfaceAddress, IpPrefix, MIN_MTU, RoutingTable, ValueError, parse_allowed_ip,
+};
 /// The AEAD suite a peer's sessions use (`Cipher =`); one type shared with the data plane.
 pub use warpline_dataplane::aead::Suite as CipherSuite;
 

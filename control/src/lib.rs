@@ -11,3 +11,4 @@ pub mod noise;
 pub mod peer;
 pub mod tai64n;
 pub mod timers;
+pub mod tunnel;

@@ -33,6 +33,14 @@ mod inner;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(usize);
 
+impl PeerId {
+    /// The id of the `index`-th peer added (for tests that build ids without a node).
+    #[cfg(test)]
+    pub(crate) fn for_tests(index: usize) -> Self {
+        Self(index)
+    }
+}
+
 /// How a node is set up.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -287,6 +295,26 @@ impl<R: CryptoRngCore> Node<R> {
         Ok(id)
     }
 
+    /// Removes a peer at run time: its keys are wiped at once and nothing reaches it by key
+    /// or index any more. Its id is not reused, so ids held elsewhere stay unambiguous.
+    pub fn remove_peer(&mut self, id: PeerId) {
+        let peer = &mut self.peers[id.0];
+        peer.wipe();
+        peer.removed = true;
+        peer.endpoint = None;
+        peer.persistent_keepalive = None;
+        peer.unanswered_data_since = None;
+        peer.keepalive_owed_since = None;
+        let key = *peer.public_key();
+        self.by_key.remove(&key);
+        self.by_index.retain(|_, owner| *owner != id);
+    }
+
+    /// Changes where a peer's packets go (`warpline set ... endpoint`).
+    pub fn set_endpoint(&mut self, id: PeerId, endpoint: Option<SocketAddr>) {
+        self.peers[id.0].endpoint = endpoint;
+    }
+
     /// A peer's state.
     pub fn peer(&self, id: PeerId) -> &Peer {
         &self.peers[id.0]
@@ -297,9 +325,13 @@ impl<R: CryptoRngCore> Node<R> {
         self.by_key.get(public_key).copied()
     }
 
-    /// All peers.
+    /// All peers, except removed ones.
     pub fn peers(&self) -> impl Iterator<Item = (PeerId, &Peer)> {
-        self.peers.iter().enumerate().map(|(i, p)| (PeerId(i), p))
+        self.peers
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.removed)
+            .map(|(i, p)| (PeerId(i), p))
     }
 
     /// Demands cookies from every initiator regardless of load (tests, benchmarks, and an
@@ -538,6 +570,9 @@ impl<R: CryptoRngCore> Node<R> {
         let timers = self.config.timers;
         let mtu = self.config.mtu;
         let peer = &mut self.peers[id.0];
+        if peer.removed {
+            return Err(SendError::NoEndpoint);
+        }
         if peer.wants_rekey_on_send(now, &timers) && peer.pending.is_none() {
             self.start_handshake(now, id);
         }

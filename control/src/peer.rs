@@ -72,6 +72,8 @@ pub struct Peer {
     pub(crate) unanswered_data_since: Option<Time>,
     pub(crate) queued: VecDeque<Vec<u8>>,
     pub(crate) stats: PeerStats,
+    /// Removed at run time: keys wiped, unreachable by key or index, timers off.
+    pub(crate) removed: bool,
 }
 
 impl Peer {
@@ -98,6 +100,7 @@ impl Peer {
             unanswered_data_since: None,
             queued: VecDeque::new(),
             stats: PeerStats::default(),
+            removed: false,
         }
     }
 
@@ -231,6 +234,16 @@ impl Peer {
     /// Transfer and handshake figures.
     pub fn stats(&self) -> PeerStats {
         self.stats
+    }
+
+    /// The cipher suite configured for this peer.
+    pub fn suite(&self) -> warpline_dataplane::aead::Suite {
+        self.remote.suite()
+    }
+
+    /// The persistent keepalive interval, if configured.
+    pub fn persistent_keepalive(&self) -> Option<Duration> {
+        self.persistent_keepalive
     }
 
     /// True when a session is established and usable.
