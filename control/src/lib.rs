@@ -1,10 +1,20 @@
 //! warpline control plane: keys, Noise IKpsk2 handshakes and cookies, peer state and timers,
-//! configuration. Everything protocol-related here is sans-IO: time is passed in, nothing here
-//! opens a socket or reads the clock.
+//! configuration, cryptokey routing, the control socket, metrics and the `warpline up`
+//! daemon.
+//!
+//! The protocol modules (`noise`, `cookie`, `peer`, `node`, `tunnel`, `timers`) are sans-IO:
+//! time is passed in and they never open a socket or read a clock. The IO lives in `daemon`
+//! (UDP socket, TUN, event loop), `ctl` (the control socket) and `metrics` (HTTP).
+//!
+//! Dependencies: `x25519-dalek` and `blake2` for the handshake (see `noise` for why not
+//! `snow`), `chacha20poly1305` only for XChaCha20 cookie replies (ring has no XChaCha),
+//! `serde`/`serde_json` for the control protocol, `clap` for the CLI, `tracing` for logs,
+//! `signal-hook` for SIGINT/SIGTERM, `zeroize`/`subtle` for key hygiene.
 
 pub mod cli;
 pub mod config;
 pub mod cookie;
+pub mod ctl;
 pub mod keys;
 pub mod node;
 pub mod noise;

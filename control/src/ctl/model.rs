@@ -1,0 +1,63 @@
+//! What `warpline show` reports: plain data, filled in by the daemon and rendered by the CLI.
+//!
+//! These types are the wire format of [`Response::Show`](super::protocol::Response::Show) and
+//! the output of `warpline show --json`, so they hold only owned, serializable values (keys as
+//! base64 text, endpoints and prefixes as text) and no behaviour. They must never carry secret
+//! material: a peer's preshared key is reported only as "there is one"
+//! ([`PeerSnapshot::preshared_key`]) and the interface's private key not at all, so a snapshot
+//! can be logged, printed or piped into another tool without care.
+
+use serde::{Deserialize, Serialize};
+
+/// One interface as the daemon sees it at one instant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceSnapshot {
+    /// The interface name (`wg0`), also the control socket's name.
+    pub name: String,
+    /// The interface's public key, base64 (what `wg pubkey` prints).
+    pub public_key: String,
+    /// The UDP port handshakes and data arrive on; `None` while not listening.
+    pub listen_port: Option<u16>,
+    /// Every configured peer, in the daemon's order (rendering sorts them as `wg show` does).
+    pub peers: Vec<PeerSnapshot>,
+    /// Per-worker (per-queue) data plane counters.
+    pub workers: Vec<WorkerSnapshot>,
+}
+
+/// One peer's configuration and statistics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerSnapshot {
+    /// The peer's public key, base64.
+    pub public_key: String,
+    /// The peer's current endpoint (`203.0.113.7:51820`, `[2001:db8::1]:51820`), if known.
+    pub endpoint: Option<String>,
+    /// Allowed IPs as `ADDRESS/LENGTH` prefixes, in the order they are configured.
+    pub allowed_ips: Vec<String>,
+    /// When the latest handshake completed, seconds since the Unix epoch; `None`: never.
+    pub latest_handshake_unix_secs: Option<u64>,
+    /// Bytes received from this peer (transport data, as `wg` counts).
+    pub rx_bytes: u64,
+    /// Bytes sent to this peer.
+    pub tx_bytes: u64,
+    /// The persistent keepalive interval in seconds; `None`: off.
+    pub persistent_keepalive_secs: Option<u16>,
+    /// The AEAD suite's config name (`chacha20poly1305`, `aes256gcm`).
+    pub cipher: String,
+    /// Whether a preshared key is set. The key itself never leaves the daemon.
+    pub preshared_key: bool,
+}
+
+/// One data plane worker's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerSnapshot {
+    /// The worker's index (its queue number).
+    pub id: usize,
+    /// The CPU core it is pinned to, if pinned.
+    pub core: Option<usize>,
+    /// Packets it received (both NICs).
+    pub rx_packets: u64,
+    /// Packets it transmitted (both NICs).
+    pub tx_packets: u64,
+    /// Dropped packets by reason (`replay`, `bad tag`, ...), in the worker's order.
+    pub drops: Vec<(String, u64)>,
+}
