@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use zeroize::Zeroizing;
 
 use crate::config::{Config, ConfigError, ConfigWarning};
+use crate::ctl::{Request, Response};
 use crate::keys::{KeyParseError, PresharedKey, PrivateKey, PublicKey};
 
 /// The `warpline` command line.
@@ -41,6 +42,34 @@ pub enum Command {
         /// The wg-quick style configuration file, e.g. /etc/warpline/wl0.conf.
         path: PathBuf,
     },
+    /// Run the gateway for a config in the foreground until SIGINT/SIGTERM or `warpline down`.
+    /// The interface is named after the file (`wl0.conf` -> `wl0`).
+    Up {
+        /// The configuration file, e.g. /etc/warpline/wl0.conf.
+        config: PathBuf,
+        /// The control socket (default: /run/warpline/<name>.sock).
+        #[arg(long)]
+        control_socket: Option<PathBuf>,
+    },
+    /// Show a running interface: peers, endpoints, handshakes, transfer, drop counters.
+    Show {
+        /// The interface name (the config file's name without .conf).
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The control socket (default: /run/warpline/<name>.sock).
+        #[arg(long)]
+        control_socket: Option<PathBuf>,
+    },
+    /// Stop a running interface.
+    Down {
+        /// The interface name.
+        name: String,
+        /// The control socket (default: /run/warpline/<name>.sock).
+        #[arg(long)]
+        control_socket: Option<PathBuf>,
+    },
 }
 
 impl Cli {
@@ -62,6 +91,23 @@ impl Cli {
             Command::Pubkey => pubkey(&mut io::stdin().lock(), &mut stdout),
             Command::Genpsk => genpsk(&mut stdout),
             Command::CheckConfig { path } => check_config(&path, &mut stdout, &mut stderr),
+            Command::Up {
+                config,
+                control_socket,
+            } => crate::daemon::up(&crate::daemon::UpOptions {
+                config_path: config,
+                control_socket,
+            })
+            .map_err(CliError::from),
+            Command::Show {
+                name,
+                json,
+                control_socket,
+            } => show(&name, json, control_socket, &mut stdout),
+            Command::Down {
+                name,
+                control_socket,
+            } => control_request(&name, control_socket, &Request::Down).map(|_| ()),
         };
         match result.and_then(|()| stdout.flush().map_err(CliError::WriteOutput)) {
             Ok(()) => ExitCode::SUCCESS,
@@ -82,6 +128,15 @@ pub enum CliError {
     /// The configuration file is unreadable or invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The gateway failed to start or stopped with an error.
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
+    /// Talking to a running gateway failed.
+    #[error(transparent)]
+    Control(#[from] crate::ctl::CtlError),
+    /// The gateway refused a request.
+    #[error("{0}")]
+    Refused(String),
     /// Standard output could not be written (for example, a closed pipe).
     #[error("cannot write to stdout: {0}")]
     WriteOutput(io::Error),
@@ -108,6 +163,43 @@ pub enum PubkeyInputError {
     /// Reading stdin failed.
     #[error("cannot read stdin: {0}")]
     Read(io::Error),
+}
+
+fn control_request(
+    name: &str,
+    control_socket: Option<PathBuf>,
+    request: &Request,
+) -> Result<Response, CliError> {
+    let path = match control_socket {
+        Some(path) => path,
+        None => crate::ctl::socket_path(name)?,
+    };
+    match crate::ctl::request(&path, request)? {
+        Response::Error { message } => Err(CliError::Refused(message)),
+        response => Ok(response),
+    }
+}
+
+/// `warpline show`: asks the running gateway and prints its answer as `wg show` would.
+fn show(
+    name: &str,
+    json: bool,
+    control_socket: Option<PathBuf>,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let Response::Show(snapshot) = control_request(name, control_socket, &Request::Show)? else {
+        return Err(CliError::Refused("the gateway sent no snapshot".into()));
+    };
+    let text = if json {
+        crate::ctl::render::render_json(&snapshot)
+    } else {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        crate::ctl::render::render_show(&snapshot, now)
+    };
+    out.write_all(text.as_bytes())
+        .map_err(CliError::WriteOutput)
 }
 
 /// Length of a key's base64 text.

@@ -83,6 +83,8 @@ pub struct InterfaceConfig {
     pub hooks: Hooks,
     /// `SaveConfig`: write the running state back to the file on shutdown.
     pub save_config: bool,
+    /// `MetricsAddress` (warpline extension): where to serve Prometheus metrics, if anywhere.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// Shell commands run around bringing the interface up and down, kept verbatim in file order.

@@ -87,6 +87,40 @@ fn test() -> Result<(), String> {
 
 fn demo(args: &[String]) -> Result<(), String> {
     deps::ensure_all()?;
+    let seconds: Vec<&str> = args.iter().map(String::as_str).collect();
+    if deps::is_root() {
+        // The lab demo: real `warpline up` processes in network namespaces.
+        run(
+            "cargo",
+            &[
+                "build",
+                "--release",
+                "--package",
+                "warpline-control",
+                "--bin",
+                "warpline",
+            ],
+        )?;
+        let binary = workspace_root().join("target/release/warpline");
+        let binary = binary.to_str().ok_or("the workspace path is not UTF-8")?;
+        let mut cargo_args = vec![
+            "run",
+            "--release",
+            "--package",
+            "warpline-control",
+            "--example",
+            "gateway_demo",
+            "--",
+            binary,
+        ];
+        cargo_args.extend(&seconds);
+        run("cargo", &cargo_args)?;
+    } else {
+        println!(
+            "xtask: not root: the lab demo needs namespaces; running the in-process protocol demo"
+        );
+    }
+    // The protocol demo: a stock WireGuard implementation (boringtun) against warpline.
     let mut cargo_args = vec![
         "run",
         "--release",
@@ -96,7 +130,7 @@ fn demo(args: &[String]) -> Result<(), String> {
         "protocol_demo",
         "--",
     ];
-    cargo_args.extend(args.iter().map(String::as_str));
+    cargo_args.extend(&seconds);
     run("cargo", &cargo_args)
 }
 

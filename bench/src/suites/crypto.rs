@@ -34,20 +34,28 @@ fn backends() -> Vec<(&'static str, Sealer)> {
         (
             "ring ChaCha20-Poly1305 (warpline)",
             Box::new(move |buf: &mut [u8], len, counter| {
-                ring_chacha.seal_in_place(counter, &[], buf, len).expect("room for the tag");
+                ring_chacha
+                    .seal_in_place(counter, &[], buf, len)
+                    .expect("room for the tag");
             }),
         ),
         (
             "ring AES-256-GCM (warpline)",
             Box::new(move |buf: &mut [u8], len, counter| {
-                ring_gcm.seal_in_place(counter, &[], buf, len).expect("room for the tag");
+                ring_gcm
+                    .seal_in_place(counter, &[], buf, len)
+                    .expect("room for the tag");
             }),
         ),
         (
             "RustCrypto chacha20poly1305 0.10",
             Box::new(move |buf: &mut [u8], len, counter| {
                 let tag = rc_chacha
-                    .encrypt_in_place_detached(Nonce::from_slice(&nonce(counter)), &[], &mut buf[..len])
+                    .encrypt_in_place_detached(
+                        Nonce::from_slice(&nonce(counter)),
+                        &[],
+                        &mut buf[..len],
+                    )
                     .expect("within limits");
                 buf[len..len + 16].copy_from_slice(&tag);
             }),
@@ -56,7 +64,11 @@ fn backends() -> Vec<(&'static str, Sealer)> {
             "RustCrypto aes-gcm 0.10",
             Box::new(move |buf: &mut [u8], len, counter| {
                 let tag = rc_gcm
-                    .encrypt_in_place_detached(Nonce::from_slice(&nonce(counter)), &[], &mut buf[..len])
+                    .encrypt_in_place_detached(
+                        Nonce::from_slice(&nonce(counter)),
+                        &[],
+                        &mut buf[..len],
+                    )
                     .expect("within limits");
                 buf[len..len + 16].copy_from_slice(&tag);
             }),

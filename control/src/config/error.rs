@@ -35,6 +35,7 @@ impl Section {
                 "PreDown",
                 "PostDown",
                 "SaveConfig",
+                "MetricsAddress",
             ],
             Self::Peer => &[
                 "PublicKey",

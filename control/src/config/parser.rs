@@ -193,6 +193,7 @@ struct InterfaceBuilder {
     fwmark: Option<NonZeroU32>,
     hooks: Hooks,
     save_config: bool,
+    metrics_address: Option<std::net::SocketAddr>,
 }
 
 impl InterfaceBuilder {
@@ -210,6 +211,7 @@ impl InterfaceBuilder {
             fwmark: None,
             hooks: Hooks::default(),
             save_config: false,
+            metrics_address: None,
         }
     }
 
@@ -258,6 +260,14 @@ impl InterfaceBuilder {
             "PreDown" => self.hooks.pre_down.push(value.to_owned()),
             "PostDown" => self.hooks.post_down.push(value.to_owned()),
             "SaveConfig" => self.save_config = parse_bool(value).map_err(invalid)?,
+            "MetricsAddress" => {
+                let address = value.parse().map_err(|_| {
+                    invalid(value_error!(
+                        "{value:?} is not an IP:PORT to listen on (e.g. 127.0.0.1:9586)"
+                    ))
+                })?;
+                self.metrics_address = Some(address);
+            }
             // Only reachable if `Section::valid_keys` gains a key this match lacks.
             _ => return Err(invalid(value_error!("{key} is not supported yet"))),
         }
@@ -283,6 +293,7 @@ impl InterfaceBuilder {
             fwmark: self.fwmark,
             hooks: self.hooks,
             save_config: self.save_config,
+            metrics_address: self.metrics_address,
         })
     }
 }

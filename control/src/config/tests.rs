@@ -134,6 +134,7 @@ fn every_documented_key_is_accepted() {
         ("PreDown", "true"),
         ("PostDown", "true"),
         ("SaveConfig", "true"),
+        ("MetricsAddress", "127.0.0.1:9586"),
     ];
     let peer_values = [
         ("PublicKey", BOB_PUBLIC),
@@ -159,6 +160,10 @@ fn every_documented_key_is_accepted() {
     }
     let config = Config::parse(&text, "all.conf").unwrap();
     assert!(config.interface.save_config);
+    assert_eq!(
+        config.interface.metrics_address,
+        Some("127.0.0.1:9586".parse().unwrap())
+    );
     assert_eq!(config.interface.table, RoutingTable::Off);
     assert_eq!(config.interface.hooks.pre_down, ["true"]);
     assert_eq!(config.peers[0].allowed_ips.len(), 2);
@@ -266,7 +271,7 @@ fn unknown_key_lists_the_valid_keys_of_its_section() {
         message,
         "wl0.conf:3: [Interface] unknown key \"ListenPrt\"; valid keys are PrivateKey, \
          ListenPort, Address, MTU, DNS, Table, FwMark, PreUp, PostUp, PreDown, PostDown, \
-         SaveConfig"
+         SaveConfig, MetricsAddress"
     );
     let message = parse_err(&format!("{}[Peer]\nAddress = 10.0.0.1\n", interface_only()));
     assert_eq!(
@@ -570,6 +575,7 @@ fn valid_config() -> impl Strategy<Value = Config> {
                         ..Hooks::default()
                     },
                     save_config: fwmark % 2 == 0,
+                    metrics_address: None,
                 },
                 peers,
             }

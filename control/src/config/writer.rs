@@ -39,6 +39,9 @@ pub(super) fn write(config: &Config) -> String {
     if interface.save_config {
         out.pair("SaveConfig", &true);
     }
+    if let Some(address) = &interface.metrics_address {
+        out.pair("MetricsAddress", address);
+    }
     for peer in &config.peers {
         out.0.push_str("\n[Peer]\n");
         out.pair("PublicKey", &peer.public_key);

@@ -1,0 +1,482 @@
+//! The portable event loop: one thread, a kernel UDP socket, one TUN queue, the control
+//! socket's requests, and the tunnel's timers.
+
+use std::collections::HashSet;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rand_core::OsRng;
+use warpline_dataplane::time::Time;
+use warpline_dataplane::tun::SCRATCH_LEN;
+
+use super::DaemonError;
+use super::interface::Interface;
+use super::snapshot::{self, LoopCounters};
+use crate::config::Config;
+use crate::ctl::protocol::{Request, Response};
+use crate::ctl::server::CtlServer;
+use crate::keys::{PresharedKey, PublicKey};
+use crate::metrics::MetricsServer;
+use crate::node::{Event, PeerConfig};
+use crate::tunnel::Tunnel;
+
+/// Datagrams or TUN packets handled per wake-up before timers and requests get a turn.
+const BUDGET: usize = 64;
+/// The longest the loop sleeps, so a stop request is noticed promptly.
+const MAX_SLEEP: Duration = Duration::from_millis(100);
+
+/// Everything the loop runs with.
+pub struct Parts<'a> {
+    pub name: String,
+    pub config: Config,
+    pub tunnel: Tunnel<OsRng>,
+    pub interface: &'a mut Interface,
+    pub control_path: PathBuf,
+    pub stop: Arc<AtomicBool>,
+    pub wall_clock_at_start: Duration,
+}
+
+type ControlMessage = (Request, mpsc::SyncSender<Response>);
+
+fn bind_udp(port: u16) -> Result<UdpSocket, DaemonError> {
+    // [::] takes IPv4 too (bindv6only is off by default); fall back to IPv4 alone.
+    let socket = UdpSocket::bind(("::", port))
+        .or_else(|_| UdpSocket::bind(("0.0.0.0", port)))
+        .map_err(|source| DaemonError::Listen { port, source })?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// Maps an IPv4-mapped IPv6 source back to IPv4, so endpoints print and compare as users
+/// expect.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
+/// The address to hand `send_to`: a dual-stack IPv6 socket reaches IPv4 peers through
+/// their IPv4-mapped form.
+fn outgoing(socket_is_v6: bool, to: SocketAddr) -> SocketAddr {
+    match to {
+        SocketAddr::V4(v4) if socket_is_v6 => {
+            SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+        }
+        other => other,
+    }
+}
+
+fn wait(fds: &[i32], timeout: Duration) -> std::io::Result<()> {
+    let mut pollfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: `pollfds` is a live, exclusively borrowed array of `pollfds.len()` initialised
+    // pollfd structs for the duration of the call; poll only writes their `revents`.
+    let rc = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, millis) };
+    if rc < 0 {
+        let error = std::io::Error::last_os_error();
+        if error.kind() != ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// Runs until `stop` is set (signal) or a `Down` request arrives.
+pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
+    let Parts {
+        name,
+        config,
+        mut tunnel,
+        interface,
+        control_path,
+        stop,
+        wall_clock_at_start,
+    } = parts;
+    let port = config.interface.listen_port.unwrap_or(0);
+    let udp = bind_udp(port)?;
+    let listen_port = udp.local_addr().ok().map(|a| a.port());
+    let v6 = udp.local_addr().is_ok_and(|a| a.is_ipv6());
+    let mut preshared: HashSet<PublicKey> = config
+        .peers
+        .iter()
+        .filter(|p| {
+            p.preshared_key
+                .as_ref()
+                .is_some_and(|k| *k != PresharedKey::none())
+        })
+        .map(|p| p.public_key)
+        .collect();
+
+    let (control_tx, control_rx) = mpsc::sync_channel::<ControlMessage>(16);
+    let _metrics = match config.interface.metrics_address {
+        None => None,
+        Some(address) => {
+            let metrics_tx = control_tx.clone();
+            let fetch = move || {
+                let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+                metrics_tx.send((Request::Show, reply_tx)).ok()?;
+                match reply_rx.recv_timeout(Duration::from_secs(2)).ok()? {
+                    Response::Show(snapshot) => Some(snapshot),
+                    _ => None,
+                }
+            };
+            let server = MetricsServer::start(address, fetch).map_err(|e| {
+                DaemonError::Control(format!("cannot serve metrics on {address}: {e}"))
+            })?;
+            tracing::info!(%address, "Prometheus metrics on http://{address}/metrics");
+            Some(server)
+        }
+    };
+    let server = CtlServer::bind(&control_path).map_err(|e| DaemonError::Control(e.to_string()))?;
+    let control = server
+        .serve(move |request| {
+            let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+            if control_tx.send((request, reply_tx)).is_err() {
+                return Response::error("the daemon is shutting down");
+            }
+            reply_rx
+                .recv_timeout(Duration::from_secs(2))
+                .unwrap_or_else(|_| Response::error("the daemon did not answer in time"))
+        })
+        .map_err(|e| DaemonError::Control(e.to_string()))?;
+
+    let start = Instant::now();
+    let mut counters = LoopCounters::default();
+    let mut datagram = vec![0u8; 65536];
+    let mut scratch = vec![0u8; SCRATCH_LEN];
+    let mut sealed = vec![0u8; 65536 + 64];
+    let fds = [udp.as_raw_fd(), interface.queue.as_fd().as_raw_fd()];
+    let mut down_requested = false;
+
+    while !stop.load(Ordering::Relaxed) && !down_requested {
+        let now = Time::from_duration(start.elapsed());
+        let sleep = tunnel
+            .node()
+            .poll_timeout()
+            .map_or(MAX_SLEEP, |t| t.saturating_since(now).min(MAX_SLEEP));
+        wait(&fds, sleep)?;
+        let now = Time::from_duration(start.elapsed());
+
+        for _ in 0..BUDGET {
+            let (len, from) = match udp.recv_from(&mut datagram) {
+                Ok(received) => received,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.into()),
+            };
+            counters.rx_packets += 1;
+            match tunnel.inbound(now, canonical(from), &mut datagram[..len]) {
+                Ok(Some(packet)) => {
+                    if let Err(e) = interface.queue.write_packet(packet) {
+                        tracing::debug!("TUN write failed: {e}");
+                    }
+                }
+                Ok(None) => {}
+                Err(reason) => *counters.drops.entry(reason).or_default() += 1,
+            }
+        }
+
+        for _ in 0..BUDGET {
+            let read = interface.queue.read_packets(&mut scratch, |packet| {
+                match tunnel.outbound(now, packet, &mut sealed) {
+                    Ok(Some((to, len))) => {
+                        if udp.send_to(&sealed[..len], outgoing(v6, to)).is_ok() {
+                            counters.tx_packets += 1;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(reason) => *counters.drops.entry(reason).or_default() += 1,
+                }
+            });
+            match read {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+
+        if tunnel.node().poll_timeout().is_some_and(|t| t <= now) {
+            tunnel.node_mut().handle_timeout(now);
+        }
+        while let Some(transmit) = tunnel.node_mut().poll_transmit() {
+            if udp
+                .send_to(&transmit.payload, outgoing(v6, transmit.destination))
+                .is_ok()
+            {
+                counters.tx_packets += 1;
+            }
+        }
+        while let Some(event) = tunnel.node_mut().poll_event() {
+            log_event(&name, &tunnel, event);
+        }
+        while let Ok((request, reply)) = control_rx.try_recv() {
+            let response = match request {
+                Request::Show => Response::Show(snapshot::build(
+                    &name,
+                    &config,
+                    &tunnel,
+                    &counters,
+                    listen_port,
+                    wall_clock_at_start,
+                    &|key| preshared.contains(key),
+                )),
+                Request::Down => {
+                    down_requested = true;
+                    Response::Ok
+                }
+                Request::SetPeer {
+                    public_key,
+                    preshared_key,
+                    allowed_ips,
+                    endpoint,
+                    persistent_keepalive,
+                    cipher,
+                } => set_peer(
+                    &mut tunnel,
+                    &mut preshared,
+                    SetPeer {
+                        public_key,
+                        preshared_key,
+                        allowed_ips,
+                        endpoint,
+                        persistent_keepalive,
+                        cipher,
+                    },
+                ),
+                Request::RemovePeer { public_key } => match PublicKey::from_base64(&public_key)
+                    .ok()
+                    .and_then(|key| tunnel.node().peer_by_key(&key))
+                {
+                    Some(id) => {
+                        tunnel.remove_peer(id);
+                        Response::Ok
+                    }
+                    None => Response::error(format!("no peer with public key {public_key}")),
+                },
+            };
+            let _ = reply.send(response);
+        }
+    }
+    control.shutdown();
+    Ok(())
+}
+
+fn log_event(name: &str, tunnel: &Tunnel<OsRng>, event: Event) {
+    let key = |id| tunnel.node().peer(id).public_key().to_base64();
+    match event {
+        Event::HandshakeCompleted(id) => {
+            tracing::info!(interface = %name, peer = %key(id), "handshake completed")
+        }
+        Event::HandshakeAbandoned(id) => tracing::warn!(
+            interface = %name, peer = %key(id),
+            "no handshake response for 90 s: giving up until there is traffic for the peer"
+        ),
+        Event::KeysWiped(id) => {
+            tracing::info!(interface = %name, peer = %key(id), "idle: session keys erased")
+        }
+        Event::EndpointChanged(id, endpoint) => {
+            tracing::info!(interface = %name, peer = %key(id), %endpoint, "peer endpoint")
+        }
+    }
+}
+
+struct SetPeer {
+    public_key: String,
+    preshared_key: Option<String>,
+    allowed_ips: Vec<String>,
+    endpoint: Option<String>,
+    persistent_keepalive: Option<u16>,
+    cipher: Option<String>,
+}
+
+/// `warpline set`: adds a peer, or changes an existing one's routes and endpoint. Validates
+/// everything before changing anything.
+fn set_peer(
+    tunnel: &mut Tunnel<OsRng>,
+    preshared: &mut HashSet<PublicKey>,
+    request: SetPeer,
+) -> Response {
+    let Ok(public_key) = PublicKey::from_base64(&request.public_key) else {
+        return Response::error(format!("{:?} is not a public key", request.public_key));
+    };
+    let mut prefixes = Vec::with_capacity(request.allowed_ips.len());
+    for text in &request.allowed_ips {
+        match crate::config::parse_allowed_ip(text) {
+            Ok(prefix) => prefixes.push(prefix),
+            Err(e) => return Response::error(format!("allowed IPs: {e}")),
+        }
+    }
+    let endpoint = match request.endpoint.as_deref().map(str::parse::<SocketAddr>) {
+        None => None,
+        Some(Ok(addr)) => Some(addr),
+        Some(Err(_)) => return Response::error("endpoint must be a numeric IP:PORT"),
+    };
+    let psk = match request
+        .preshared_key
+        .as_deref()
+        .map(PresharedKey::from_base64)
+    {
+        None => None,
+        Some(Ok(psk)) => Some(psk),
+        Some(Err(_)) => return Response::error("preshared key is not a base64 32-byte key"),
+    };
+    let suite = match request.cipher.as_deref() {
+        None => None,
+        Some(name) => match crate::config::parse_cipher_suite(name) {
+            Ok(suite) => Some(suite),
+            Err(e) => return Response::error(format!("cipher: {e}")),
+        },
+    };
+    if let Some(id) = tunnel.node().peer_by_key(&public_key) {
+        if psk.is_some() || suite.is_some() {
+            return Response::error(
+                "changing the preshared key or cipher of a live peer needs remove + set",
+            );
+        }
+        tunnel.set_allowed_ips(id, &prefixes);
+        if endpoint.is_some() {
+            tunnel.node_mut().set_endpoint(id, endpoint);
+        }
+        return Response::Ok;
+    }
+    let has_psk = psk.as_ref().is_some_and(|k| *k != PresharedKey::none());
+    let mut peer = PeerConfig::new(public_key);
+    peer.preshared_key = psk.unwrap_or_else(PresharedKey::none);
+    peer.suite = suite.unwrap_or_default();
+    peer.endpoint = endpoint;
+    peer.persistent_keepalive = persistent_keepalive_of(request.persistent_keepalive);
+    match tunnel.add_peer(peer, &prefixes) {
+        Ok(_) => {
+            if has_psk {
+                preshared.insert(public_key);
+            }
+            Response::Ok
+        }
+        Err(e) => Response::error(format!("peer {}: {e}", request.public_key)),
+    }
+}
+
+fn persistent_keepalive_of(seconds: Option<u16>) -> Option<Duration> {
+    seconds
+        .filter(|s| *s > 0)
+        .map(|s| Duration::from_secs(u64::from(s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::PrivateKey;
+    use crate::node::{Node, NodeConfig};
+
+    fn tunnel() -> Tunnel<OsRng> {
+        Tunnel::new(Node::new(
+            NodeConfig::new(PrivateKey::generate(), Duration::ZERO),
+            OsRng,
+        ))
+    }
+
+    fn request(key: &str) -> SetPeer {
+        SetPeer {
+            public_key: key.to_owned(),
+            preshared_key: None,
+            allowed_ips: vec!["10.9.0.0/24".into()],
+            endpoint: Some("192.0.2.4:51820".into()),
+            persistent_keepalive: Some(25),
+            cipher: Some("aes256gcm".into()),
+        }
+    }
+
+    #[test]
+    fn set_peer_adds_then_updates_and_validates_before_changing_anything() {
+        let mut tunnel = tunnel();
+        let mut preshared = HashSet::new();
+        let key = PrivateKey::generate().public_key();
+        assert_eq!(
+            set_peer(&mut tunnel, &mut preshared, request(&key.to_base64())),
+            Response::Ok
+        );
+        let id = tunnel.node().peer_by_key(&key).expect("added");
+        assert_eq!(
+            tunnel.node().peer(id).suite(),
+            warpline_dataplane::aead::Suite::Aes256Gcm
+        );
+        assert_eq!(
+            tunnel.node().peer(id).persistent_keepalive(),
+            Some(Duration::from_secs(25))
+        );
+
+        let mut update = request(&key.to_base64());
+        update.cipher = None;
+        update.persistent_keepalive = None;
+        update.allowed_ips = vec!["10.10.0.0/16".into()];
+        update.endpoint = Some("[2001:db8::1]:4000".into());
+        assert_eq!(set_peer(&mut tunnel, &mut preshared, update), Response::Ok);
+        let routes: Vec<String> = tunnel.allowed_ips_of(id).map(|p| p.to_string()).collect();
+        assert_eq!(routes, vec!["10.10.0.0/16"]);
+        assert_eq!(
+            tunnel.node().peer(id).endpoint(),
+            Some("[2001:db8::1]:4000".parse().unwrap())
+        );
+
+        let mut bad = request(&key.to_base64());
+        bad.cipher = None;
+        bad.allowed_ips = vec!["10.0.0.0/8".into(), "not-a-prefix".into()];
+        assert!(matches!(
+            set_peer(&mut tunnel, &mut preshared, bad),
+            Response::Error { .. }
+        ));
+        let routes: Vec<String> = tunnel.allowed_ips_of(id).map(|p| p.to_string()).collect();
+        assert_eq!(
+            routes,
+            vec!["10.10.0.0/16"],
+            "a refused request changes nothing"
+        );
+
+        for broken in [
+            SetPeer {
+                public_key: "nope".into(),
+                ..request(&key.to_base64())
+            },
+            SetPeer {
+                endpoint: Some("host:1".into()),
+                ..request(&PrivateKey::generate().public_key().to_base64())
+            },
+            SetPeer {
+                cipher: Some("rot13".into()),
+                ..request(&PrivateKey::generate().public_key().to_base64())
+            },
+        ] {
+            assert!(matches!(
+                set_peer(&mut tunnel, &mut preshared, broken),
+                Response::Error { .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn mapped_addresses_round_trip_through_a_dual_stack_socket() {
+        let v4: SocketAddr = "192.0.2.1:51820".parse().unwrap();
+        let mapped = outgoing(true, v4);
+        assert_eq!(mapped.to_string(), "[::ffff:192.0.2.1]:51820");
+        assert_eq!(canonical(mapped), v4);
+        assert_eq!(outgoing(false, v4), v4);
+        let v6: SocketAddr = "[2001:db8::1]:1".parse().unwrap();
+        assert_eq!(canonical(v6), v6);
+    }
+}

@@ -1,0 +1,74 @@
+//! What `warpline show` sees: the tunnel's state as a control-socket snapshot.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rand_core::CryptoRngCore;
+
+use crate::config::Config;
+use crate::ctl::model::{InterfaceSnapshot, PeerSnapshot, WorkerSnapshot};
+use crate::tunnel::{Tunnel, TunnelDrop};
+
+/// Counters of the portable event loop, shown as worker 0.
+#[derive(Debug, Default)]
+pub struct LoopCounters {
+    /// Datagrams received on the UDP socket.
+    pub rx_packets: u64,
+    /// Datagrams sent.
+    pub tx_packets: u64,
+    /// Drops by reason.
+    pub drops: HashMap<TunnelDrop, u64>,
+}
+
+/// Builds the snapshot. `wall_clock_at_start` maps the loop's monotonic times to Unix time.
+pub fn build<R: CryptoRngCore>(
+    name: &str,
+    config: &Config,
+    tunnel: &Tunnel<R>,
+    counters: &LoopCounters,
+    listen_port: Option<u16>,
+    wall_clock_at_start: Duration,
+    preshared: &dyn Fn(&crate::keys::PublicKey) -> bool,
+) -> InterfaceSnapshot {
+    let peers = tunnel
+        .node()
+        .peers()
+        .map(|(id, peer)| {
+            let stats = peer.stats();
+            PeerSnapshot {
+                public_key: peer.public_key().to_base64(),
+                endpoint: peer.endpoint().map(|e| e.to_string()),
+                allowed_ips: tunnel.allowed_ips_of(id).map(|p| p.to_string()).collect(),
+                latest_handshake_unix_secs: stats
+                    .last_handshake
+                    .map(|t| (wall_clock_at_start + t.since_origin()).as_secs()),
+                rx_bytes: stats.rx_bytes,
+                tx_bytes: stats.tx_bytes,
+                persistent_keepalive_secs: peer
+                    .persistent_keepalive()
+                    .map(|d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX)),
+                cipher: peer.suite().config_name().to_owned(),
+                preshared_key: preshared(peer.public_key()),
+            }
+        })
+        .collect();
+    let mut drops: Vec<(String, u64)> = counters
+        .drops
+        .iter()
+        .map(|(reason, count)| (reason.to_string(), *count))
+        .collect();
+    drops.sort();
+    InterfaceSnapshot {
+        name: name.to_owned(),
+        public_key: config.interface.private_key.public_key().to_base64(),
+        listen_port,
+        peers,
+        workers: vec![WorkerSnapshot {
+            id: 0,
+            core: None,
+            rx_packets: counters.rx_packets,
+            tx_packets: counters.tx_packets,
+            drops,
+        }],
+    }
+}

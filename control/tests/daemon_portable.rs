@@ -1,0 +1,205 @@
+//! `warpline up` for real, as root, in portable mode: two gateways in two network
+//! namespaces joined by a veth, each with a TUN, carrying UDP between their protected
+//! addresses through the tunnel; `warpline show` over the control socket; `warpline down`.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use warpline_control::ctl::{self, Request, Response};
+use warpline_control::keys::PrivateKey;
+use warpline_dataplane::lab::{Host, NetNs, Veth, require_root, unique_name};
+
+/// A daemon process, killed on drop if the test did not stop it.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_in(netns: &NetNs, config: &Path, socket: &Path) -> Daemon {
+    let fd = netns.as_fd().as_raw_fd();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_warpline"));
+    command
+        .arg("up")
+        .arg(config)
+        .arg("--control-socket")
+        .arg(socket)
+        .stdin(Stdio::null());
+    let enter_namespace = move || {
+        // SAFETY: setns only reads the descriptor, which the parent keeps open until the
+        // child has exec'd; it is async-signal-safe, so fine between fork and exec.
+        if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: the hook runs between fork and exec and only calls setns (see above).
+    unsafe { command.pre_exec(enter_namespace) };
+    Daemon {
+        child: command.spawn().expect("start warpline up"),
+        socket: socket.to_path_buf(),
+    }
+}
+
+fn wait_for_socket(daemon: &mut Daemon) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon.socket.exists() {
+        if let Ok(Some(status)) = daemon.child.try_wait() {
+            panic!("warpline up exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "no control socket after 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(format!("{name}.conf"));
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+#[test]
+fn two_gateways_carry_udp_through_the_tunnel() {
+    if let Err(reason) = require_root() {
+        println!("skipping: {reason}");
+        return;
+    }
+    let (a, b) = (Host::new("a").unwrap(), Host::new("b").unwrap());
+    let veth = Veth::new(&a, &b, 1).unwrap();
+    a.add_address(&veth.a, "10.201.0.1".parse().unwrap(), 24)
+        .unwrap();
+    b.add_address(&veth.b, "10.201.0.2".parse().unwrap(), 24)
+        .unwrap();
+
+    let (key_a, key_b) = (PrivateKey::generate(), PrivateKey::generate());
+    let dir = std::env::temp_dir().join(unique_name());
+    std::fs::create_dir_all(&dir).unwrap();
+    let name_a = format!("{}g", unique_name());
+    let name_b = format!("{}g", unique_name());
+    let config_a = write_config(
+        &dir,
+        &name_a,
+        &format!(
+            "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = 10.88.0.1/32\n\
+             MetricsAddress = 127.0.0.1:9586\n\n\
+             [Peer]\nPublicKey = {}\nAllowedIPs = 10.88.0.2/32\nEndpoint = 10.201.0.2:51820\n",
+            key_a.to_base64(),
+            key_b.public_key().to_base64()
+        ),
+    );
+    let config_b = write_config(
+        &dir,
+        &name_b,
+        &format!(
+            "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = 10.88.0.2/32\n\n\
+             [Peer]\nPublicKey = {}\nAllowedIPs = 10.88.0.1/32\n",
+            key_b.to_base64(),
+            key_a.public_key().to_base64()
+        ),
+    );
+    let mut daemon_a = spawn_in(a.netns(), &config_a, &dir.join("a.sock"));
+    let mut daemon_b = spawn_in(b.netns(), &config_b, &dir.join("b.sock"));
+    wait_for_socket(&mut daemon_a);
+    wait_for_socket(&mut daemon_b);
+
+    // B echoes UDP on its tunnel address; A sends through the tunnel and checks the echo.
+    let echo = b.run(|| UdpSocket::bind("10.88.0.2:9000").expect("bind on the TUN address"));
+    let echo_thread = std::thread::spawn(move || {
+        echo.set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        for _ in 0..20 {
+            let Ok((len, from)) = echo.recv_from(&mut buf) else {
+                return;
+            };
+            echo.send_to(&buf[..len], from).unwrap();
+        }
+    });
+    let replies = a.run(|| {
+        let socket = UdpSocket::bind("10.88.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let target: SocketAddr = "10.88.0.2:9000".parse().unwrap();
+        let mut replies = 0;
+        let mut buf = [0u8; 2048];
+        for i in 0..20u8 {
+            let message = vec![i; 100 + usize::from(i) * 50];
+            socket.send_to(&message, target).unwrap();
+            // The first packet waits for the handshake; later ones come straight back.
+            if let Ok((len, _)) = socket.recv_from(&mut buf)
+                && buf[..len] == message[..]
+            {
+                replies += 1;
+            }
+        }
+        replies
+    });
+    assert!(
+        replies >= 18,
+        "only {replies} of 20 echoes came back through the tunnel"
+    );
+
+    let Response::Show(snapshot) = ctl::request(&daemon_a.socket, &Request::Show).unwrap() else {
+        panic!("no snapshot");
+    };
+    assert_eq!(snapshot.public_key, key_a.public_key().to_base64());
+    assert_eq!(snapshot.listen_port, Some(51820));
+    let peer = &snapshot.peers[0];
+    assert_eq!(peer.public_key, key_b.public_key().to_base64());
+    assert!(peer.latest_handshake_unix_secs.is_some());
+    assert!(peer.rx_bytes > 0 && peer.tx_bytes > 0, "{peer:?}");
+    assert_eq!(peer.allowed_ips, vec!["10.88.0.2/32"]);
+
+    // Prometheus metrics, scraped inside A's namespace where the daemon listens.
+    let metrics = a.run(|| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect("127.0.0.1:9586").unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    });
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("warpline_peer_receive_bytes_total"),
+        "{metrics}"
+    );
+
+    for daemon in [&mut daemon_a, &mut daemon_b] {
+        assert_eq!(
+            ctl::request(&daemon.socket, &Request::Down).unwrap(),
+            Response::Ok
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(status) = daemon.child.try_wait().unwrap() {
+                assert!(status.success(), "warpline exited with {status}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "warpline did not stop after down"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!daemon.socket.exists(), "control socket left behind");
+    }
+    echo_thread.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
