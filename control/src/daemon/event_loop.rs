@@ -240,25 +240,7 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
                     down_requested = true;
                     Response::Ok
                 }
-                Request::SetPeer {
-                    public_key,
-                    preshared_key,
-                    allowed_ips,
-                    endpoint,
-                    persistent_keepalive,
-                    cipher,
-                } => set_peer(
-                    &mut tunnel,
-                    &mut preshared,
-                    SetPeer {
-                        public_key,
-                        preshared_key,
-                        allowed_ips,
-                        endpoint,
-                        persistent_keepalive,
-                        cipher,
-                    },
-                ),
+                request @ Request::SetPeer { .. } => set_peer(&mut tunnel, &mut preshared, request),
                 Request::RemovePeer { public_key } => match PublicKey::from_base64(&public_key)
                     .ok()
                     .and_then(|key| tunnel.node().peer_by_key(&key))
@@ -296,47 +278,45 @@ fn log_event(name: &str, tunnel: &Tunnel<OsRng>, event: Event) {
     }
 }
 
-struct SetPeer {
-    public_key: String,
-    preshared_key: Option<String>,
-    allowed_ips: Vec<String>,
-    endpoint: Option<String>,
-    persistent_keepalive: Option<u16>,
-    cipher: Option<String>,
-}
-
 /// `warpline set`: adds a peer, or changes an existing one's routes and endpoint. Validates
 /// everything before changing anything.
 fn set_peer(
     tunnel: &mut Tunnel<OsRng>,
     preshared: &mut HashSet<PublicKey>,
-    request: SetPeer,
+    request: Request,
 ) -> Response {
-    let Ok(public_key) = PublicKey::from_base64(&request.public_key) else {
-        return Response::error(format!("{:?} is not a public key", request.public_key));
+    let Request::SetPeer {
+        public_key: key_text,
+        preshared_key,
+        allowed_ips,
+        endpoint,
+        persistent_keepalive,
+        cipher,
+    } = request
+    else {
+        return Response::error("not a set-peer request");
     };
-    let mut prefixes = Vec::with_capacity(request.allowed_ips.len());
-    for text in &request.allowed_ips {
+    let Ok(public_key) = PublicKey::from_base64(&key_text) else {
+        return Response::error(format!("{key_text:?} is not a public key"));
+    };
+    let mut prefixes = Vec::with_capacity(allowed_ips.len());
+    for text in &allowed_ips {
         match crate::config::parse_allowed_ip(text) {
             Ok(prefix) => prefixes.push(prefix),
             Err(e) => return Response::error(format!("allowed IPs: {e}")),
         }
     }
-    let endpoint = match request.endpoint.as_deref().map(str::parse::<SocketAddr>) {
+    let endpoint = match endpoint.as_deref().map(str::parse::<SocketAddr>) {
         None => None,
         Some(Ok(addr)) => Some(addr),
         Some(Err(_)) => return Response::error("endpoint must be a numeric IP:PORT"),
     };
-    let psk = match request
-        .preshared_key
-        .as_deref()
-        .map(PresharedKey::from_base64)
-    {
+    let psk = match preshared_key.as_deref().map(PresharedKey::from_base64) {
         None => None,
         Some(Ok(psk)) => Some(psk),
         Some(Err(_)) => return Response::error("preshared key is not a base64 32-byte key"),
     };
-    let suite = match request.cipher.as_deref() {
+    let suite = match cipher.as_deref() {
         None => None,
         Some(name) => match crate::config::parse_cipher_suite(name) {
             Ok(suite) => Some(suite),
@@ -360,7 +340,7 @@ fn set_peer(
     peer.preshared_key = psk.unwrap_or_else(PresharedKey::none);
     peer.suite = suite.unwrap_or_default();
     peer.endpoint = endpoint;
-    peer.persistent_keepalive = persistent_keepalive_of(request.persistent_keepalive);
+    peer.persistent_keepalive = persistent_keepalive_of(persistent_keepalive);
     match tunnel.add_peer(peer, &prefixes) {
         Ok(_) => {
             if has_psk {
@@ -368,7 +348,7 @@ fn set_peer(
             }
             Response::Ok
         }
-        Err(e) => Response::error(format!("peer {}: {e}", request.public_key)),
+        Err(e) => Response::error(format!("peer {key_text}: {e}")),
     }
 }
 
@@ -391,8 +371,8 @@ mod tests {
         ))
     }
 
-    fn request(key: &str) -> SetPeer {
-        SetPeer {
+    fn request(key: &str) -> Request {
+        Request::SetPeer {
             public_key: key.to_owned(),
             preshared_key: None,
             allowed_ips: vec!["10.9.0.0/24".into()],
@@ -421,11 +401,14 @@ mod tests {
             Some(Duration::from_secs(25))
         );
 
-        let mut update = request(&key.to_base64());
-        update.cipher = None;
-        update.persistent_keepalive = None;
-        update.allowed_ips = vec!["10.10.0.0/16".into()];
-        update.endpoint = Some("[2001:db8::1]:4000".into());
+        let update = Request::SetPeer {
+            public_key: key.to_base64(),
+            preshared_key: None,
+            allowed_ips: vec!["10.10.0.0/16".into()],
+            endpoint: Some("[2001:db8::1]:4000".into()),
+            persistent_keepalive: None,
+            cipher: None,
+        };
         assert_eq!(set_peer(&mut tunnel, &mut preshared, update), Response::Ok);
         let routes: Vec<String> = tunnel.allowed_ips_of(id).map(|p| p.to_string()).collect();
         assert_eq!(routes, vec!["10.10.0.0/16"]);
@@ -434,9 +417,14 @@ mod tests {
             Some("[2001:db8::1]:4000".parse().unwrap())
         );
 
-        let mut bad = request(&key.to_base64());
-        bad.cipher = None;
-        bad.allowed_ips = vec!["10.0.0.0/8".into(), "not-a-prefix".into()];
+        let bad = Request::SetPeer {
+            public_key: key.to_base64(),
+            preshared_key: None,
+            allowed_ips: vec!["10.0.0.0/8".into(), "not-a-prefix".into()],
+            endpoint: None,
+            persistent_keepalive: None,
+            cipher: None,
+        };
         assert!(matches!(
             set_peer(&mut tunnel, &mut preshared, bad),
             Response::Error { .. }
@@ -448,19 +436,24 @@ mod tests {
             "a refused request changes nothing"
         );
 
+        let fresh = || PrivateKey::generate().public_key().to_base64();
+        let with = |change: &dyn Fn(&mut Request)| {
+            let mut r = request(&fresh());
+            change(&mut r);
+            r
+        };
         for broken in [
-            SetPeer {
-                public_key: "nope".into(),
-                ..request(&key.to_base64())
-            },
-            SetPeer {
-                endpoint: Some("host:1".into()),
-                ..request(&PrivateKey::generate().public_key().to_base64())
-            },
-            SetPeer {
-                cipher: Some("rot13".into()),
-                ..request(&PrivateKey::generate().public_key().to_base64())
-            },
+            request("nope"),
+            with(&|r| {
+                if let Request::SetPeer { endpoint, .. } = r {
+                    *endpoint = Some("host:1".into());
+                }
+            }),
+            with(&|r| {
+                if let Request::SetPeer { cipher, .. } = r {
+                    *cipher = Some("rot13".into());
+                }
+            }),
         ] {
             assert!(matches!(
                 set_peer(&mut tunnel, &mut preshared, broken),
