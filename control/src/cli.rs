@@ -14,6 +14,8 @@ use crate::config::{Config, ConfigError, ConfigWarning};
 use crate::ctl::{Request, Response};
 use crate::keys::{KeyParseError, PresharedKey, PrivateKey, PublicKey};
 
+mod set_args;
+
 /// The `warpline` command line.
 #[derive(Debug, clap::Parser)]
 #[command(
@@ -62,6 +64,19 @@ pub enum Command {
         #[arg(long)]
         control_socket: Option<PathBuf>,
     },
+    /// Change a running interface's peers without a restart, in `wg set` syntax:
+    /// `peer <key> [remove] [allowed-ips <list>] [endpoint <host:port>]
+    /// [persistent-keepalive <secs|off>] [preshared-key <file>] [cipher <suite>]`.
+    Set {
+        /// The interface name.
+        name: String,
+        /// `peer <public key>` followed by the settings to change.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        settings: Vec<String>,
+        /// The control socket (default: /run/warpline/<name>.sock).
+        #[arg(long)]
+        control_socket: Option<PathBuf>,
+    },
     /// Stop a running interface.
     Down {
         /// The interface name.
@@ -104,6 +119,14 @@ impl Cli {
                 json,
                 control_socket,
             } => show(&name, json, control_socket, &mut stdout),
+            Command::Set {
+                name,
+                settings,
+                control_socket,
+            } => set_args::parse(&settings)
+                .map_err(CliError::Usage)
+                .and_then(|request| control_request(&name, control_socket, &request))
+                .map(|_| ()),
             Command::Down {
                 name,
                 control_socket,
@@ -134,6 +157,9 @@ pub enum CliError {
     /// Talking to a running gateway failed.
     #[error(transparent)]
     Control(#[from] crate::ctl::CtlError),
+    /// The command's arguments are wrong.
+    #[error("{0}")]
+    Usage(String),
     /// The gateway refused a request.
     #[error("{0}")]
     Refused(String),

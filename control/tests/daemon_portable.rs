@@ -34,7 +34,9 @@ fn spawn_in(netns: &NetNs, config: &Path, socket: &Path) -> Daemon {
         .arg(config)
         .arg("--control-socket")
         .arg(socket)
-        .stdin(Stdio::null());
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(socket.with_extension("log")).expect("log file"));
     let enter_namespace = move || {
         // SAFETY: setns only reads the descriptor, which the parent keeps open until the
         // child has exec'd; it is async-signal-safe, so fine between fork and exec.
@@ -164,6 +166,48 @@ fn two_gateways_carry_udp_through_the_tunnel() {
     assert!(peer.rx_bytes > 0 && peer.tx_bytes > 0, "{peer:?}");
     assert_eq!(peer.allowed_ips, vec!["10.88.0.2/32"]);
 
+    // The CLI against the running daemon: set a peer, see it in show, remove it.
+    let warpline = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_warpline"))
+            .args(args)
+            .output()
+            .expect("run warpline");
+        assert!(output.status.success(), "warpline {args:?}: {output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let socket_a = daemon_a.socket.to_str().unwrap().to_owned();
+    let extra = PrivateKey::generate().public_key().to_base64();
+    warpline(&[
+        "set",
+        &name_a,
+        "--control-socket",
+        &socket_a,
+        "peer",
+        &extra,
+        "allowed-ips",
+        "10.88.5.0/24",
+        "endpoint",
+        "10.201.0.9:51820",
+    ]);
+    let shown = warpline(&["show", &name_a, "--control-socket", &socket_a]);
+    assert!(
+        shown.contains(&extra) && shown.contains("10.88.5.0/24"),
+        "{shown}"
+    );
+    assert!(shown.contains("latest handshake"), "{shown}");
+    warpline(&[
+        "set",
+        &name_a,
+        "--control-socket",
+        &socket_a,
+        "peer",
+        &extra,
+        "remove",
+    ]);
+    let json = warpline(&["show", &name_a, "--json", "--control-socket", &socket_a]);
+    assert!(!json.contains(&extra), "{json}");
+    assert!(json.contains(&key_b.public_key().to_base64()), "{json}");
+
     // Prometheus metrics, scraped inside A's namespace where the daemon listens.
     let metrics = a.run(|| {
         use std::io::{Read, Write};
@@ -201,5 +245,14 @@ fn two_gateways_carry_udp_through_the_tunnel() {
         assert!(!daemon.socket.exists(), "control socket left behind");
     }
     echo_thread.join().unwrap();
+
+    // Key hygiene: the daemons' debug logs never contain private key material.
+    for log in [dir.join("a.log"), dir.join("b.log")] {
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("handshake completed"), "{}: {text}", log.display());
+        for secret in [key_a.to_base64(), key_b.to_base64()] {
+            assert!(!text.contains(&secret), "{} leaks a private key", log.display());
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
