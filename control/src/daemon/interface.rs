@@ -34,7 +34,7 @@ impl Interface {
     /// peer's allowed IPs (unless `Table = off`). The device disappears with the process.
     pub fn create(name: &str, config: &Config) -> Result<Self, DaemonError> {
         const ROOT_HINT: &str = " (warpline up needs root or CAP_NET_ADMIN)";
-        let tun = Tun::create(name, 1, Offloads::NONE).map_err(|e| DaemonError::Interface {
+        let tun = Tun::create(name, 1, Offloads::ALL).map_err(|e| DaemonError::Interface {
             name: name.to_owned(),
             what: "creating the TUN device",
             source: std::io::Error::other(e.to_string()),
