@@ -16,7 +16,21 @@ const PACKAGES: &[(&str, &str)] = &[
         "wireguard-tools",
         "`wg`, to cross-check key formats and configure stock clients",
     ),
+    (
+        "iperf3",
+        "throughput through the tunnel in the stock-client gateway tests",
+    ),
 ];
+
+/// Cargo-installed tools: (binary, crate, pinned version, why). `--locked` and a pinned
+/// version keep the build reproducible; 0.7.1 is the newest boringtun-cli and builds on
+/// rustc 1.95.
+const CARGO_TOOLS: &[(&str, &str, &str, &str)] = &[(
+    "boringtun-cli",
+    "boringtun-cli",
+    "0.7.1",
+    "the stock WireGuard client (with `wg`) in control/tests/gateway_stock_clients.rs",
+)];
 
 /// True when running as root (uid 0).
 pub(crate) fn is_root() -> bool {
@@ -40,8 +54,54 @@ fn installed(package: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Installs whatever of `PACKAGES` is missing. Without root, only reports what is missing.
+/// Installs whatever of `PACKAGES` and `CARGO_TOOLS` is missing. Without root, only reports
+/// what is missing.
 pub(crate) fn ensure_all() -> Result<(), String> {
+    ensure_packages()?;
+    ensure_cargo_tools()
+}
+
+/// Where `cargo install` puts binaries: `$CARGO_HOME/bin`, else `~/.cargo/bin`.
+fn cargo_bin_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(|home| std::path::PathBuf::from(home).join("bin"))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| std::path::PathBuf::from(home).join(".cargo/bin"))
+        })
+}
+
+/// True when `binary --version` runs, from `PATH` or cargo's bin directory.
+fn runs(binary: &str) -> bool {
+    let from_path = Command::new(binary).arg("--version").output();
+    if from_path.is_ok_and(|out| out.status.success()) {
+        return true;
+    }
+    cargo_bin_dir().is_some_and(|dir| {
+        Command::new(dir.join(binary))
+            .arg("--version")
+            .output()
+            .is_ok_and(|out| out.status.success())
+    })
+}
+
+/// `cargo install`s whatever of `CARGO_TOOLS` does not run yet (no root needed).
+fn ensure_cargo_tools() -> Result<(), String> {
+    for (binary, krate, version, why) in CARGO_TOOLS {
+        if runs(binary) {
+            println!("xtask: {binary} present");
+            continue;
+        }
+        println!("xtask: will install {krate} {version} with cargo: {why}");
+        crate::run(
+            "cargo",
+            &["install", krate, "--version", version, "--locked"],
+        )?;
+    }
+    Ok(())
+}
+
+/// Installs whatever of `PACKAGES` is missing. Without root, only reports what is missing.
+fn ensure_packages() -> Result<(), String> {
     let has_dpkg = Command::new("dpkg-query").arg("--version").output().is_ok();
     if !has_dpkg {
         println!("xtask: no dpkg here: skipping package installation (not a Debian system)");

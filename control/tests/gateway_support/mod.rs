@@ -1,0 +1,651 @@
+//! Lab plumbing for the stock-client gateway tests: processes started inside a host's
+//! network namespace (killed on drop), `warpline up` daemons, the stock `boringtun-cli`
+//! client configured with `wg`, forwarding sysctls, the netlink calls the lab lacks
+//! (a route via a next hop, deleting an address), and UDP/TCP traffic helpers.
+//!
+//! Everything a test starts is torn down by `Drop`, so a panicking test leaves no process,
+//! socket file or namespace behind.
+
+#![allow(dead_code)]
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use warpline_dataplane::lab::{Host, NetNs, unique_name};
+
+/// How CI installs the tools these tests need.
+pub const INSTALL_HINT: &str = "run `cargo xtask deps` as root (it installs wireguard-tools and \
+     iperf3 with apt and boringtun-cli 0.7.1 with `cargo install boringtun-cli --version 0.7.1 \
+     --locked`)";
+
+/// Finds `program` on `PATH` or in cargo's install directory (`$CARGO_HOME/bin`,
+/// `~/.cargo/bin`), where `cargo install` puts `boringtun-cli`.
+pub fn find_tool(program: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("CARGO_HOME") {
+        dirs.push(PathBuf::from(home).join("bin"));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cargo/bin"));
+    }
+    dirs.push(PathBuf::from("/root/.cargo/bin"));
+    dirs.into_iter()
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// `find_tool`, failing the test with the install step when the tool is missing.
+pub fn require_tool(program: &str, package: &str) -> PathBuf {
+    find_tool(program)
+        .unwrap_or_else(|| panic!("`{program}` (from {package}) is not installed: {INSTALL_HINT}"))
+}
+
+/// A command whose process starts inside `netns` (setns between fork and exec) and is
+/// killed when the thread that spawns it exits: spawn from the test's own thread.
+pub fn command_in(netns: &NetNs, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let fd = netns.as_fd().as_raw_fd();
+    let mut command = Command::new(program);
+    command.stdin(Stdio::null());
+    let enter = move || {
+        // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and touches no memory:
+        // the child is killed if the test thread that started it dies (a killed test run
+        // leaves no daemon behind).
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: setns on a descriptor that stays open in the parent (the NetNs outlives
+        // every process the tests start in it, which are killed on drop first); it only
+        // changes the calling (child) process's namespace.
+        if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    // SAFETY: between fork and exec the closure only calls prctl and setns and reads errno,
+    // all async-signal-safe; it allocates nothing and takes no locks.
+    unsafe {
+        command.pre_exec(enter);
+    }
+    command
+}
+
+/// Runs a command to completion inside `netns`; panics with its output when it fails.
+pub fn run_in(netns: &NetNs, program: &Path, args: &[&str]) -> Output {
+    let output = command_in(netns, program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    assert!(
+        output.status.success(),
+        "{} {} failed ({}):\n{}{}",
+        program.display(),
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// A background process, killed (and reaped) on drop; files in `cleanup` are removed then.
+pub struct Proc {
+    pub child: Child,
+    pub label: String,
+    pub cleanup: Vec<PathBuf>,
+}
+
+impl Proc {
+    /// Starts `command`, naming it `label` in failure messages.
+    pub fn spawn(mut command: Command, label: &str) -> Self {
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {label}: {e}"));
+        Self {
+            child,
+            label: label.to_owned(),
+            cleanup: Vec::new(),
+        }
+    }
+
+    /// Panics if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited early: {status}", self.label);
+        }
+    }
+
+    /// Waits for `path` to appear while the process runs.
+    pub fn wait_for_file(&mut self, path: &Path, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !path.exists() {
+            self.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "{}: no {} after {timeout:?}",
+                self.label,
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit; its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().ok().flatten() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for path in &self.cleanup {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A scratch directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("{}gw", unique_name()));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    /// Writes a root-only file (configs hold private keys).
+    pub fn write(&self, file: &str, text: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.0.join(file);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `warpline up` process with its interface name and control socket.
+pub struct Warpline {
+    pub proc: Proc,
+    pub name: String,
+    pub socket: PathBuf,
+}
+
+/// Starts `warpline up` in `host` for a config `text`, interface named `name`, and waits
+/// for its control socket.
+pub fn warpline_up(host: &Host, dir: &TempDir, name: &str, text: &str) -> Warpline {
+    let config = dir.write(&format!("{name}.conf"), text);
+    let socket = dir.0.join(format!("{name}.sock"));
+    let mut command = command_in(host.netns(), env!("CARGO_BIN_EXE_warpline"));
+    command
+        .arg("up")
+        .arg(&config)
+        .arg("--control-socket")
+        .arg(&socket);
+    let mut proc = Proc::spawn(command, &format!("warpline up {name}"));
+    proc.wait_for_file(&socket, Duration::from_secs(10));
+    Warpline {
+        proc,
+        name: name.to_owned(),
+        socket,
+    }
+}
+
+impl Warpline {
+    /// `warpline show <name> --json`, run as the binary, parsed.
+    pub fn show_json(&self) -> serde_json::Value {
+        let output = Command::new(env!("CARGO_BIN_EXE_warpline"))
+            .args(["show", &self.name, "--json", "--control-socket"])
+            .arg(&self.socket)
+            .output()
+            .expect("run warpline show");
+        assert!(
+            output.status.success(),
+            "warpline show failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "warpline show --json printed no JSON ({e}):\n{}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
+    }
+
+    /// `warpline show <name>` (the `wg show`-style text), run as the binary.
+    pub fn show_text(&self) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_warpline"))
+            .args(["show", &self.name, "--control-socket"])
+            .arg(&self.socket)
+            .output()
+            .expect("run warpline show");
+        assert!(
+            output.status.success(),
+            "warpline show failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The peer with `public_key` in `warpline show --json`.
+    pub fn peer_json(&self, public_key: &str) -> serde_json::Value {
+        let show = self.show_json();
+        show["peers"]
+            .as_array()
+            .and_then(|peers| {
+                peers
+                    .iter()
+                    .find(|peer| peer["public_key"] == public_key)
+                    .cloned()
+            })
+            .unwrap_or_else(|| panic!("peer {public_key} not in warpline show: {show:#}"))
+    }
+
+    /// `warpline down` and a clean exit.
+    pub fn down(mut self) {
+        let output = Command::new(env!("CARGO_BIN_EXE_warpline"))
+            .args(["down", &self.name, "--control-socket"])
+            .arg(&self.socket)
+            .output()
+            .expect("run warpline down");
+        assert!(
+            output.status.success(),
+            "warpline down failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let status = self
+            .proc
+            .wait_exit(Duration::from_secs(5))
+            .expect("warpline did not stop after down");
+        assert!(status.success(), "warpline exited with {status}");
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Turns on IPv4 and IPv6 forwarding in `host`'s namespace only (a thread inside it writes
+/// its `/proc/sys/net`, which the kernel resolves per network namespace).
+pub fn enable_forwarding(host: &Host) {
+    host.run(|| {
+        for path in [
+            "/proc/sys/net/ipv4/ip_forward",
+            "/proc/sys/net/ipv6/conf/all/forwarding",
+        ] {
+            std::fs::write(path, "1").unwrap_or_else(|e| panic!("write {path}: {e}"));
+        }
+    });
+}
+
+// --- netlink the lab does not offer -------------------------------------------------------
+
+const NLMSG_ERROR: u16 = 2;
+const NLM_F_REQUEST: u16 = 0x01;
+const NLM_F_ACK: u16 = 0x04;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+const RTM_DELADDR: u16 = 21;
+const RTM_NEWROUTE: u16 = 24;
+
+fn family_and_bytes(address: IpAddr) -> (u8, Vec<u8>) {
+    match address {
+        IpAddr::V4(v4) => (libc::AF_INET as u8, v4.octets().to_vec()),
+        IpAddr::V6(v6) => (libc::AF_INET6 as u8, v6.octets().to_vec()),
+    }
+}
+
+fn push_attr(buf: &mut Vec<u8>, kind: u16, value: &[u8]) {
+    buf.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(value);
+    buf.resize((buf.len() + 3) & !3, 0);
+}
+
+/// Sends one rtnetlink request with `NLM_F_ACK` from the calling thread's namespace and
+/// waits for the acknowledgement.
+fn netlink_request(kind: u16, flags: u16, body_and_attrs: &[u8]) -> io::Result<()> {
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut message = vec![0u8; 16];
+    message.extend_from_slice(body_and_attrs);
+    let len = message.len() as u32;
+    message[0..4].copy_from_slice(&len.to_ne_bytes());
+    message[4..6].copy_from_slice(&kind.to_ne_bytes());
+    message[6..8].copy_from_slice(&(flags | NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+    message[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    // SAFETY: `message` is readable for its length; no destination sends to the kernel.
+    let sent = unsafe { libc::send(fd.as_raw_fd(), message.as_ptr().cast(), message.len(), 0) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = vec![0u8; 8192];
+    loop {
+        // SAFETY: `buf` is writable for its length.
+        let received = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if received < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(error);
+        }
+        let mut rest = &buf[..received as usize];
+        while rest.len() >= 20 {
+            let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
+            let kind = u16::from_ne_bytes([rest[4], rest[5]]);
+            if len < 16 || len > rest.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "truncated netlink reply",
+                ));
+            }
+            if kind == NLMSG_ERROR {
+                let errno = i32::from_ne_bytes(rest[16..20].try_into().unwrap());
+                return if errno == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::from_raw_os_error(-errno))
+                };
+            }
+            rest = &rest[((len + 3) & !3).min(rest.len())..];
+        }
+    }
+}
+
+/// Adds `destination/prefix_len via next_hop` in `host` (main table, scope universe), as
+/// `ip route add <destination>/<prefix_len> via <next_hop>` does.
+pub fn add_route_via(
+    host: &Host,
+    destination: IpAddr,
+    prefix_len: u8,
+    next_hop: IpAddr,
+) -> io::Result<()> {
+    const RT_TABLE_MAIN: u8 = 254;
+    const RTPROT_STATIC: u8 = 4;
+    const RT_SCOPE_UNIVERSE: u8 = 0;
+    const RTN_UNICAST: u8 = 1;
+    const RTA_DST: u16 = 1;
+    const RTA_GATEWAY: u16 = 5;
+    let (family, destination) = family_and_bytes(destination);
+    let (hop_family, next_hop) = family_and_bytes(next_hop);
+    if family != hop_family {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "destination and next hop differ in address family",
+        ));
+    }
+    // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
+    let mut body = vec![0u8; 12];
+    body[0] = family;
+    body[1] = prefix_len;
+    body[4] = RT_TABLE_MAIN;
+    body[5] = RTPROT_STATIC;
+    body[6] = RT_SCOPE_UNIVERSE;
+    body[7] = RTN_UNICAST;
+    push_attr(&mut body, RTA_DST, &destination);
+    push_attr(&mut body, RTA_GATEWAY, &next_hop);
+    host.run(|| netlink_request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &body))
+}
+
+/// Deletes `address/prefix_len` from interface `index` in `host`.
+pub fn delete_address(host: &Host, index: u32, address: IpAddr, prefix_len: u8) -> io::Result<()> {
+    const IFA_ADDRESS: u16 = 1;
+    const IFA_LOCAL: u16 = 2;
+    let (family, bytes) = family_and_bytes(address);
+    // struct ifaddrmsg: family, prefixlen, flags, scope, index.
+    let mut body = vec![0u8; 8];
+    body[0] = family;
+    body[1] = prefix_len;
+    body[4..8].copy_from_slice(&index.to_ne_bytes());
+    push_attr(&mut body, IFA_LOCAL, &bytes);
+    push_attr(&mut body, IFA_ADDRESS, &bytes);
+    host.run(|| netlink_request(RTM_DELADDR, 0, &body))
+}
+
+// --- traffic --------------------------------------------------------------------------------
+
+/// A UDP echo server on a thread inside a host, stopped (and joined) on drop.
+pub struct UdpEcho {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<u64>>,
+}
+
+impl UdpEcho {
+    /// Binds `address` inside `host` and echoes every datagram back to its sender.
+    pub fn start(host: &Host, address: SocketAddr) -> Self {
+        let socket = host.run(|| {
+            UdpSocket::bind(address).unwrap_or_else(|e| panic!("bind echo {address}: {e}"))
+        });
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut echoed = 0;
+            let mut buf = [0u8; 65536];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok((len, from)) = socket.recv_from(&mut buf)
+                    && socket.send_to(&buf[..len], from).is_ok()
+                {
+                    echoed += 1;
+                }
+            }
+            echoed
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Sends `count` distinct datagrams from `local` to `target` inside `host`, each retried up
+/// to `tries` times with `wait` for its echo; how many came back intact.
+pub fn udp_echoes(
+    host: &Host,
+    local: SocketAddr,
+    target: SocketAddr,
+    count: u16,
+    tries: u32,
+    wait: Duration,
+) -> u16 {
+    host.run(|| {
+        let socket = UdpSocket::bind(local).unwrap_or_else(|e| panic!("bind {local}: {e}"));
+        socket.set_read_timeout(Some(wait)).unwrap();
+        let mut ok = 0;
+        let mut buf = [0u8; 4096];
+        for i in 0..count {
+            let mut message = i.to_be_bytes().to_vec();
+            message.resize(64 + usize::from(i % 16) * 80, (i % 251) as u8);
+            'tries: for _ in 0..tries {
+                if socket.send_to(&message, target).is_err() {
+                    std::thread::sleep(wait);
+                    continue;
+                }
+                let deadline = Instant::now() + wait;
+                while Instant::now() < deadline {
+                    match socket.recv_from(&mut buf) {
+                        Ok((len, _)) if buf[..len] == message[..] => {
+                            ok += 1;
+                            break 'tries;
+                        }
+                        Ok(_) => {} // a late echo of an earlier try
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        ok
+    })
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3] ^ seed)
+        .collect()
+}
+
+/// A TCP server in `host` on `address` that, per connection, reads to EOF and sends back
+/// the bytes reversed in seed (XOR 0x5a), so each side checks what the other sent.
+pub fn tcp_mirror(host: &Host, address: SocketAddr, connections: usize) -> JoinHandle<()> {
+    let listener = host
+        .run(|| TcpListener::bind(address).unwrap_or_else(|e| panic!("listen on {address}: {e}")));
+    std::thread::spawn(move || {
+        for _ in 0..connections {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(15)))
+                .unwrap();
+            let mut data = Vec::new();
+            if stream.read_to_end(&mut data).is_err() {
+                return;
+            }
+            let reply: Vec<u8> = data.iter().map(|b| b ^ 0x5a).collect();
+            let _ = stream.write_all(&reply);
+        }
+    })
+}
+
+/// Connects from `host` to a [`tcp_mirror`] at `target`, sends `len` bytes, reads the
+/// mirrored reply and checks both ways; the elapsed time.
+pub fn tcp_transfer(host: &Host, target: SocketAddr, len: usize) -> Duration {
+    host.run(|| {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("TCP connect to {target} through the tunnel: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let data = pattern(len, 7);
+        stream
+            .write_all(&data)
+            .expect("TCP send through the tunnel");
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut reply = Vec::new();
+        stream
+            .read_to_end(&mut reply)
+            .expect("TCP receive through the tunnel");
+        assert_eq!(reply.len(), len, "TCP reply length from {target}");
+        assert!(
+            reply.iter().zip(&data).all(|(r, d)| *r == d ^ 0x5a),
+            "TCP reply from {target} corrupted"
+        );
+        started.elapsed()
+    })
+}
+
+/// Runs an iperf3 client for 2 s from `client` to an iperf3 server in `server` bound to
+/// `address` (one server per run, `-1`); `reverse` measures server-to-client. The
+/// received rate in bit/s.
+pub fn iperf3_rate(
+    iperf3: &Path,
+    client: &Host,
+    server: &Host,
+    address: IpAddr,
+    port: u16,
+    reverse: bool,
+) -> f64 {
+    let bind = address.to_string();
+    let port_text = port.to_string();
+    let mut command = command_in(server.netns(), iperf3);
+    command
+        .args(["-s", "-1", "-B", &bind, "-p", &port_text])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let server_proc = Proc::spawn(command, "iperf3 -s");
+    let mut args = vec!["-c", &bind, "-p", &port_text, "-t", "2", "-J"];
+    if reverse {
+        args.push("-R");
+    }
+    // The server needs a moment to listen: retry while the connection is refused (iperf3
+    // 3.12 with -J reports that in its JSON "error", sometimes with exit status 0).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let report = loop {
+        let output = command_in(client.netns(), iperf3)
+            .args(&args)
+            .output()
+            .expect("run iperf3 -c");
+        let report: Option<serde_json::Value> = serde_json::from_slice(&output.stdout).ok();
+        let error = report
+            .as_ref()
+            .and_then(|report| report["error"].as_str().map(str::to_owned));
+        if output.status.success()
+            && error.is_none()
+            && let Some(report) = report
+        {
+            break report;
+        }
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(
+            text.contains("refused") && Instant::now() < deadline,
+            "iperf3 {} failed ({}): {}",
+            args.join(" "),
+            output.status,
+            error.unwrap_or(text)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(server_proc);
+    report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no received rate in iperf3 report: {report:#}"))
+}
