@@ -1,5 +1,6 @@
-//! The lab demo behind `cargo xtask demo`: a warpline gateway and two warpline clients
-//! (ChaCha20-Poly1305 and the AES-256-GCM extension), each in its own network namespace,
+//! The lab demo behind `cargo xtask demo`: a warpline gateway, two warpline clients
+//! (ChaCha20-Poly1305 and the AES-256-GCM extension) and a stock WireGuard client
+//! (boringtun-cli configured with `wg`, when installed), each in its own network namespace,
 //! joined by veth links; every client streams TCP through its tunnel to the gateway for a
 //! few seconds while a live line shows throughput; then a summary table and the gateway's
 //! `warpline show`. Needs root (namespaces, TUN); everything it creates goes away with it.
@@ -8,10 +9,8 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -41,10 +40,9 @@ impl Drop for Daemon {
 }
 
 fn spawn_in(binary: &Path, netns: &NetNs, config: &Path, socket: &Path, log: &Path) -> Daemon {
-    let fd = netns.as_fd().as_raw_fd();
     let log_path = log.to_path_buf();
     let log = std::fs::File::create(log).expect("demo log file");
-    let mut command = Command::new(binary);
+    let mut command = netns.command(binary);
     command
         .arg("up")
         .arg(config)
@@ -53,17 +51,6 @@ fn spawn_in(binary: &Path, netns: &NetNs, config: &Path, socket: &Path, log: &Pa
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
-    let enter_namespace = move || {
-        // SAFETY: setns only reads the descriptor, which the parent keeps open until the
-        // child has exec'd; it is async-signal-safe, so fine between fork and exec.
-        if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    };
-    // SAFETY: the hook runs between fork and exec and only calls setns (see above).
-    unsafe { command.pre_exec(enter_namespace) };
     let mut daemon = Daemon {
         child: command.spawn().expect("start warpline up"),
         socket: socket.to_path_buf(),
@@ -93,13 +80,114 @@ fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// How a client runs its end of the tunnel.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Warpline,
+    /// The stock WireGuard client boringtun-cli, configured with `wg setconf`.
+    Stock,
+}
+
 struct Client {
+    kind: Kind,
     label: &'static str,
     host: Host,
     key: PrivateKey,
     tunnel_ip: String,
     cipher: &'static str,
     bytes: Arc<AtomicU64>,
+}
+
+/// `program` from PATH or cargo's bin directory (where `cargo xtask deps` installs).
+fn find_tool(program: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cargo/bin"));
+    }
+    dirs.into_iter()
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A boringtun-cli process, killed on drop (its UAPI socket removed).
+struct StockClient {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Drop for StockClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// Starts boringtun-cli in the client's namespace, addresses and routes its TUN over netlink,
+/// and configures it with `wg setconf`, as a user of the stock tools would.
+fn start_stock_client(
+    boringtun: &Path,
+    wg: &Path,
+    dir: &Path,
+    client: &Client,
+    index: usize,
+    gateway: &PrivateKey,
+) -> StockClient {
+    let ifname = format!("{}s", unique_name());
+    let socket = PathBuf::from(format!("/var/run/wireguard/{ifname}.sock"));
+    let log = std::fs::File::create(dir.join("boringtun.log")).expect("log file");
+    let child = client
+        .host
+        .netns()
+        .command(boringtun)
+        .args(["--foreground", "--disable-drop-privileges", &ifname])
+        .env("WG_SUDO", "1")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start boringtun-cli");
+    let stock = StockClient {
+        child,
+        socket: socket.clone(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "boringtun-cli did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    client
+        .host
+        .netlink(|netlink| {
+            let link = netlink.link_by_name(&ifname)?.index;
+            netlink.add_address(link, client.tunnel_ip.parse().expect("IPv4"), 32)?;
+            netlink.set_up(link)?;
+            netlink.add_route(link, "10.99.0.1".parse().expect("IPv4"), 32)
+        })
+        .expect("address the stock client's TUN");
+    let config = write_config(
+        dir,
+        &ifname,
+        &format!(
+            "[Interface]\nPrivateKey = {}\n\n[Peer]\nPublicKey = {}\n\
+             AllowedIPs = 10.99.0.1/32\nEndpoint = 10.{}.0.1:51820\n",
+            client.key.to_base64(),
+            gateway.public_key(),
+            100 + index
+        ),
+    );
+    let status = client
+        .host
+        .netns()
+        .command(wg)
+        .arg("setconf")
+        .arg(&ifname)
+        .arg(&config)
+        .status()
+        .expect("run wg setconf");
+    assert!(status.success(), "wg setconf failed: {status}");
+    stock
 }
 
 fn main() {
@@ -116,11 +204,15 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("warpline-demo-{}", unique_name()));
     std::fs::create_dir_all(&dir).expect("demo directory");
 
-    println!("warpline lab demo: gateway + 2 clients in network namespaces, {seconds} s of TCP");
+    println!(
+        "warpline lab demo: a gateway and its clients in network namespaces, {seconds} s of TCP"
+    );
     let gateway = Host::new("gw").expect("namespace");
     let gateway_key = PrivateKey::generate();
+    let stock_tools = find_tool("boringtun-cli").zip(find_tool("wg"));
     let mut clients = vec![
         Client {
+            kind: Kind::Warpline,
             label: "warpline client (ChaCha20-Poly1305)",
             host: Host::new("c1").expect("namespace"),
             key: PrivateKey::generate(),
@@ -129,6 +221,7 @@ fn main() {
             bytes: Arc::default(),
         },
         Client {
+            kind: Kind::Warpline,
             label: "warpline client (AES-256-GCM)",
             host: Host::new("c2").expect("namespace"),
             key: PrivateKey::generate(),
@@ -137,6 +230,21 @@ fn main() {
             bytes: Arc::default(),
         },
     ];
+    if stock_tools.is_some() {
+        clients.push(Client {
+            kind: Kind::Stock,
+            label: "stock WireGuard client (boringtun-cli)",
+            host: Host::new("c3").expect("namespace"),
+            key: PrivateKey::generate(),
+            tunnel_ip: "10.99.0.4".into(),
+            cipher: "chacha20poly1305",
+            bytes: Arc::default(),
+        });
+    } else {
+        println!(
+            "  (boringtun-cli or wg not found: `cargo xtask deps` installs them; running without the stock client)"
+        );
+    }
     let mut gateway_peers = String::new();
     for (i, client) in clients.iter().enumerate() {
         let veth = Veth::new(&gateway, &client.host, 1).expect("veth");
@@ -173,7 +281,20 @@ fn main() {
         &dir.join("gateway.log"),
     );
     let mut daemons = Vec::new();
+    let mut stock_clients = Vec::new();
     for (i, client) in clients.iter().enumerate() {
+        if client.kind == Kind::Stock {
+            let (boringtun, wg) = stock_tools.clone().expect("checked above");
+            stock_clients.push(start_stock_client(
+                &boringtun,
+                &wg,
+                &dir,
+                client,
+                i,
+                &gateway_key,
+            ));
+            continue;
+        }
         let name = format!("{}c", unique_name());
         let config = write_config(
             &dir,
@@ -287,6 +408,7 @@ fn main() {
     }
     let all_passed = clients.iter().all(|c| c.bytes.load(Relaxed) > 0);
     drop(daemons);
+    drop(stock_clients);
     let _ = std::fs::remove_dir_all(&dir);
     if all_passed {
         println!("\ndemo OK: every client's traffic crossed its tunnel");

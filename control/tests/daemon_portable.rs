@@ -3,8 +3,6 @@
 //! addresses through the tunnel; `warpline show` over the control socket; `warpline down`.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,8 +25,7 @@ impl Drop for Daemon {
 }
 
 fn spawn_in(netns: &NetNs, config: &Path, socket: &Path) -> Daemon {
-    let fd = netns.as_fd().as_raw_fd();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_warpline"));
+    let mut command = netns.command(env!("CARGO_BIN_EXE_warpline"));
     command
         .arg("up")
         .arg(config)
@@ -37,17 +34,6 @@ fn spawn_in(netns: &NetNs, config: &Path, socket: &Path) -> Daemon {
         .env("RUST_LOG", "debug")
         .stdin(Stdio::null())
         .stderr(std::fs::File::create(socket.with_extension("log")).expect("log file"));
-    let enter_namespace = move || {
-        // SAFETY: setns only reads the descriptor, which the parent keeps open until the
-        // child has exec'd; it is async-signal-safe, so fine between fork and exec.
-        if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    };
-    // SAFETY: the hook runs between fork and exec and only calls setns (see above).
-    unsafe { command.pre_exec(enter_namespace) };
     Daemon {
         child: command.spawn().expect("start warpline up"),
         socket: socket.to_path_buf(),
@@ -249,9 +235,17 @@ fn two_gateways_carry_udp_through_the_tunnel() {
     // Key hygiene: the daemons' debug logs never contain private key material.
     for log in [dir.join("a.log"), dir.join("b.log")] {
         let text = std::fs::read_to_string(&log).unwrap();
-        assert!(text.contains("handshake completed"), "{}: {text}", log.display());
+        assert!(
+            text.contains("handshake completed"),
+            "{}: {text}",
+            log.display()
+        );
         for secret in [key_a.to_base64(), key_b.to_base64()] {
-            assert!(!text.contains(&secret), "{} leaks a private key", log.display());
+            assert!(
+                !text.contains(&secret),
+                "{} leaks a private key",
+                log.display()
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

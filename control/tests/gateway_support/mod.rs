@@ -10,8 +10,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -50,34 +49,9 @@ pub fn require_tool(program: &str, package: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("`{program}` (from {package}) is not installed: {INSTALL_HINT}"))
 }
 
-/// A command whose process starts inside `netns` (setns between fork and exec) and is
-/// killed when the thread that spawns it exits: spawn from the test's own thread.
+/// A command whose process starts inside `netns`; see `NetNs::command`.
 pub fn command_in(netns: &NetNs, program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let fd = netns.as_fd().as_raw_fd();
-    let mut command = Command::new(program);
-    command.stdin(Stdio::null());
-    let enter = move || {
-        // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and touches no memory:
-        // the child is killed if the test thread that started it dies (a killed test run
-        // leaves no daemon behind).
-        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: setns on a descriptor that stays open in the parent (the NetNs outlives
-        // every process the tests start in it, which are killed on drop first); it only
-        // changes the calling (child) process's namespace.
-        if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    };
-    // SAFETY: between fork and exec the closure only calls prctl and setns and reads errno,
-    // all async-signal-safe; it allocates nothing and takes no locks.
-    unsafe {
-        command.pre_exec(enter);
-    }
-    command
+    netns.command(program)
 }
 
 /// Runs a command to completion inside `netns`; panics with its output when it fails.

@@ -123,6 +123,34 @@ impl NetNs {
             }
         })
     }
+
+    /// A command whose process starts inside this namespace (`setns` between fork and
+    /// exec) and is killed when the thread that spawned it exits, so a test that dies
+    /// leaves no process behind. Spawn it while this namespace is alive.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let fd = self.fd.as_raw_fd();
+        let mut command = std::process::Command::new(program);
+        command.stdin(std::process::Stdio::null());
+        let enter = move || {
+            // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory.
+            if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: setns only reads the descriptor, which the parent keeps open until
+            // the child has exec'd (the caller holds this NetNs while spawning); it
+            // changes only the child's namespace.
+            if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        };
+        // SAFETY: between fork and exec the hook calls only prctl and setns and reads
+        // errno, all async-signal-safe; it allocates nothing and takes no locks.
+        unsafe { command.pre_exec(enter) };
+        command
+    }
 }
 
 impl AsFd for NetNs {
