@@ -85,6 +85,10 @@ pub struct InterfaceConfig {
     pub save_config: bool,
     /// `MetricsAddress` (warpline extension): where to serve Prometheus metrics, if anywhere.
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// `TestTimerScale` (test-only warpline extension): divide every protocol timer by this
+    /// factor, so tests see rekeys in seconds instead of minutes. Never set it in production:
+    /// the daemon logs a warning when it is.
+    pub test_timer_scale: Option<std::num::NonZeroU32>,
 }
 
 /// Shell commands run around bringing the interface up and down, kept verbatim in file order.

@@ -34,6 +34,19 @@ impl Timers {
         max_jitter: Duration::from_millis(333),
     };
 
+    /// Every timer divided by `factor` (test-only: rekeys in seconds instead of minutes).
+    pub fn scaled_down(&self, factor: u32) -> Timers {
+        let factor = factor.max(1);
+        Timers {
+            rekey_after_time: self.rekey_after_time / factor,
+            reject_after_time: self.reject_after_time / factor,
+            rekey_attempt_time: self.rekey_attempt_time / factor,
+            rekey_timeout: self.rekey_timeout / factor,
+            keepalive_timeout: self.keepalive_timeout / factor,
+            max_jitter: self.max_jitter / factor,
+        }
+    }
+
     /// All key material of a peer is erased after this long without a new handshake.
     pub fn wipe_after(&self) -> Duration {
         self.reject_after_time * 3

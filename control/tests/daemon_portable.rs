@@ -59,19 +59,26 @@ fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-#[test]
-fn two_gateways_carry_udp_through_the_tunnel() {
-    if let Err(reason) = require_root() {
-        println!("skipping: {reason}");
-        return;
-    }
+/// Two gateways A and B in their own namespaces, joined by a veth, each running
+/// `warpline up` with `extra` appended to its `[Interface]` section.
+struct Pair {
+    a: Host,
+    b: Host,
+    key_a: PrivateKey,
+    key_b: PrivateKey,
+    name_a: String,
+    dir: PathBuf,
+    daemon_a: Daemon,
+    daemon_b: Daemon,
+}
+
+fn two_gateways(extra_a: &str, extra_b: &str) -> Pair {
     let (a, b) = (Host::new("a").unwrap(), Host::new("b").unwrap());
     let veth = Veth::new(&a, &b, 1).unwrap();
     a.add_address(&veth.a, "10.201.0.1".parse().unwrap(), 24)
         .unwrap();
     b.add_address(&veth.b, "10.201.0.2".parse().unwrap(), 24)
         .unwrap();
-
     let (key_a, key_b) = (PrivateKey::generate(), PrivateKey::generate());
     let dir = std::env::temp_dir().join(unique_name());
     std::fs::create_dir_all(&dir).unwrap();
@@ -81,8 +88,7 @@ fn two_gateways_carry_udp_through_the_tunnel() {
         &dir,
         &name_a,
         &format!(
-            "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = 10.88.0.1/32\n\
-             MetricsAddress = 127.0.0.1:9586\n\n\
+            "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = 10.88.0.1/32\n{extra_a}\n\
              [Peer]\nPublicKey = {}\nAllowedIPs = 10.88.0.2/32\nEndpoint = 10.201.0.2:51820\n",
             key_a.to_base64(),
             key_b.public_key().to_base64()
@@ -92,7 +98,7 @@ fn two_gateways_carry_udp_through_the_tunnel() {
         &dir,
         &name_b,
         &format!(
-            "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = 10.88.0.2/32\n\n\
+            "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = 10.88.0.2/32\n{extra_b}\n\
              [Peer]\nPublicKey = {}\nAllowedIPs = 10.88.0.1/32\n",
             key_b.to_base64(),
             key_a.public_key().to_base64()
@@ -102,6 +108,55 @@ fn two_gateways_carry_udp_through_the_tunnel() {
     let mut daemon_b = spawn_in(b.netns(), &config_b, &dir.join("b.sock"));
     wait_for_socket(&mut daemon_a);
     wait_for_socket(&mut daemon_b);
+    Pair {
+        a,
+        b,
+        key_a,
+        key_b,
+        name_a,
+        dir,
+        daemon_a,
+        daemon_b,
+    }
+}
+
+/// Stops a daemon with `warpline down` and checks it exits cleanly and tidies up.
+fn stop(daemon: &mut Daemon) {
+    assert_eq!(
+        ctl::request(&daemon.socket, &Request::Down).unwrap(),
+        Response::Ok
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            assert!(status.success(), "warpline exited with {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "warpline did not stop after down"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!daemon.socket.exists(), "control socket left behind");
+}
+
+#[test]
+fn two_gateways_carry_udp_through_the_tunnel() {
+    if let Err(reason) = require_root() {
+        println!("skipping: {reason}");
+        return;
+    }
+    let Pair {
+        a,
+        b,
+        key_a,
+        key_b,
+        name_a,
+        dir,
+        mut daemon_a,
+        mut daemon_b,
+    } = two_gateways("MetricsAddress = 127.0.0.1:9586", "");
 
     // B echoes UDP on its tunnel address; A sends through the tunnel and checks the echo.
     let echo = b.run(|| UdpSocket::bind("10.88.0.2:9000").expect("bind on the TUN address"));
@@ -211,25 +266,8 @@ fn two_gateways_carry_udp_through_the_tunnel() {
         "{metrics}"
     );
 
-    for daemon in [&mut daemon_a, &mut daemon_b] {
-        assert_eq!(
-            ctl::request(&daemon.socket, &Request::Down).unwrap(),
-            Response::Ok
-        );
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(status) = daemon.child.try_wait().unwrap() {
-                assert!(status.success(), "warpline exited with {status}");
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "warpline did not stop after down"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(!daemon.socket.exists(), "control socket left behind");
-    }
+    stop(&mut daemon_a);
+    stop(&mut daemon_b);
     echo_thread.join().unwrap();
 
     // Key hygiene: the daemons' debug logs never contain private key material.
@@ -249,4 +287,83 @@ fn two_gateways_carry_udp_through_the_tunnel() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rekeying_under_traffic_loses_at_most_a_handful_of_packets() {
+    if let Err(reason) = require_root() {
+        println!("skipping: {reason}");
+        return;
+    }
+    // Timers 40x fast: rekey after 3 s, reject after 4.5 s, keepalive after 0.25 s.
+    let mut pair = two_gateways("TestTimerScale = 40", "TestTimerScale = 40");
+    let echo = pair
+        .b
+        .run(|| UdpSocket::bind("10.88.0.2:9000").expect("bind on the TUN address"));
+    echo.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let stop_echo = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let echo_stop = stop_echo.clone();
+    let echo_thread = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while !echo_stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((len, from)) = echo.recv_from(&mut buf) {
+                let _ = echo.send_to(&buf[..len], from);
+            }
+        }
+    });
+    // 800 datagrams, one every 10 ms, across at least two rekeys.
+    let (sent, received) = pair.a.run(|| {
+        let socket = UdpSocket::bind("10.88.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(2)))
+            .unwrap();
+        let target: SocketAddr = "10.88.0.2:9000".parse().unwrap();
+        // The first datagram starts the handshake; wait for the tunnel before counting.
+        let ready = Instant::now() + Duration::from_secs(5);
+        let mut buf = [0u8; 64];
+        loop {
+            socket.send_to(b"ready?", target).unwrap();
+            if socket.recv_from(&mut buf).is_ok() {
+                break;
+            }
+            assert!(Instant::now() < ready, "tunnel never came up");
+        }
+        let mut seen = std::collections::HashSet::new();
+        let start = Instant::now();
+        let mut sent = 0u32;
+        while start.elapsed() < Duration::from_secs(8) || sent < 800 {
+            if sent < 800 && start.elapsed() >= Duration::from_millis(u64::from(sent) * 10) {
+                socket.send_to(&sent.to_be_bytes(), target).unwrap();
+                sent += 1;
+            }
+            if let Ok((4, _)) = socket.recv_from(&mut buf) {
+                seen.insert(u32::from_be_bytes(buf[..4].try_into().unwrap()));
+            }
+            if sent == 800 && start.elapsed() > Duration::from_secs(9) {
+                break;
+            }
+        }
+        (sent, seen.len() as u32)
+    });
+    stop_echo.store(true, std::sync::atomic::Ordering::Relaxed);
+    echo_thread.join().unwrap();
+    stop(&mut pair.daemon_a);
+    stop(&mut pair.daemon_b);
+    let log = std::fs::read_to_string(pair.dir.join("a.log")).unwrap();
+    let handshakes = log.matches("handshake completed").count();
+    println!(
+        "rekey under traffic: {handshakes} handshakes, {} of {sent} datagrams lost",
+        sent - received
+    );
+    assert!(
+        handshakes >= 3,
+        "expected rekeys every 3 s, saw {handshakes} handshakes:\n{log}"
+    );
+    assert!(
+        sent - received <= 5,
+        "{} of {sent} datagrams lost across {handshakes} handshakes",
+        sent - received
+    );
+    let _ = std::fs::remove_dir_all(&pair.dir);
 }

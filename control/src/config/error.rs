@@ -36,6 +36,7 @@ impl Section {
                 "PostDown",
                 "SaveConfig",
                 "MetricsAddress",
+                "TestTimerScale",
             ],
             Self::Peer => &[
                 "PublicKey",

@@ -194,6 +194,7 @@ struct InterfaceBuilder {
     hooks: Hooks,
     save_config: bool,
     metrics_address: Option<std::net::SocketAddr>,
+    test_timer_scale: Option<std::num::NonZeroU32>,
 }
 
 impl InterfaceBuilder {
@@ -212,6 +213,7 @@ impl InterfaceBuilder {
             hooks: Hooks::default(),
             save_config: false,
             metrics_address: None,
+            test_timer_scale: None,
         }
     }
 
@@ -268,6 +270,14 @@ impl InterfaceBuilder {
                 })?;
                 self.metrics_address = Some(address);
             }
+            "TestTimerScale" => {
+                let scale = value.parse().map_err(|_| {
+                    invalid(value_error!(
+                        "{value:?} is not a whole number from 1 upwards"
+                    ))
+                })?;
+                self.test_timer_scale = Some(scale);
+            }
             // Only reachable if `Section::valid_keys` gains a key this match lacks.
             _ => return Err(invalid(value_error!("{key} is not supported yet"))),
         }
@@ -294,6 +304,7 @@ impl InterfaceBuilder {
             hooks: self.hooks,
             save_config: self.save_config,
             metrics_address: self.metrics_address,
+            test_timer_scale: self.test_timer_scale,
         })
     }
 }

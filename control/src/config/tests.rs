@@ -135,6 +135,7 @@ fn every_documented_key_is_accepted() {
         ("PostDown", "true"),
         ("SaveConfig", "true"),
         ("MetricsAddress", "127.0.0.1:9586"),
+        ("TestTimerScale", "60"),
     ];
     let peer_values = [
         ("PublicKey", BOB_PUBLIC),
@@ -271,7 +272,7 @@ fn unknown_key_lists_the_valid_keys_of_its_section() {
         message,
         "wl0.conf:3: [Interface] unknown key \"ListenPrt\"; valid keys are PrivateKey, \
          ListenPort, Address, MTU, DNS, Table, FwMark, PreUp, PostUp, PreDown, PostDown, \
-         SaveConfig, MetricsAddress"
+         SaveConfig, MetricsAddress, TestTimerScale"
     );
     let message = parse_err(&format!("{}[Peer]\nAddress = 10.0.0.1\n", interface_only()));
     assert_eq!(
@@ -576,6 +577,7 @@ fn valid_config() -> impl Strategy<Value = Config> {
                     },
                     save_config: fwmark % 2 == 0,
                     metrics_address: None,
+                    test_timer_scale: None,
                 },
                 peers,
             }

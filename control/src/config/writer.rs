@@ -42,6 +42,9 @@ pub(super) fn write(config: &Config) -> String {
     if let Some(address) = &interface.metrics_address {
         out.pair("MetricsAddress", address);
     }
+    if let Some(scale) = &interface.test_timer_scale {
+        out.pair("TestTimerScale", scale);
+    }
     for peer in &config.peers {
         out.0.push_str("\n[Peer]\n");
         out.pair("PublicKey", &peer.public_key);

@@ -37,6 +37,13 @@ pub fn tunnel_from_config(
 ) -> Result<Tunnel<OsRng>, DaemonError> {
     let mut node_config = NodeConfig::new(config.interface.private_key.clone(), wall_clock_now);
     node_config.mtu = config.interface.mtu.map_or(DEFAULT_MTU, usize::from);
+    if let Some(scale) = config.interface.test_timer_scale {
+        tracing::warn!(
+            scale = scale.get(),
+            "TestTimerScale is set: protocol timers run {scale}x fast; this is for tests only"
+        );
+        node_config.timers = node_config.timers.scaled_down(scale.get());
+    }
     let mut tunnel = Tunnel::new(Node::new(node_config, OsRng));
     for peer in &config.peers {
         let endpoint = match &peer.endpoint {
