@@ -8,7 +8,7 @@
 //! 1. the stock `boringtun-cli` client (configured with `wg setconf`) reaches a server behind
 //!    the gateway: UDP echo and a TCP transfer over IPv4 and IPv6 inner addresses, iperf3 both
 //!    ways, and `warpline show --json` reports the peer's handshake and transfer;
-//! 2. twenty `warpline up` clients talk to the server at once through one gateway;
+//! 2. fifty `warpline up` clients talk to the server at once through one gateway;
 //! 3. a client's outer address moves mid-stream: traffic continues and the gateway's `show`
 //!    reports the new endpoint.
 //!
@@ -340,10 +340,10 @@ fn boringtun_client_reaches_a_server_through_the_gateway() {
 }
 
 /// How many `warpline up` clients share the gateway in the many-clients test.
-const MANY_CLIENTS: usize = 20;
+const MANY_CLIENTS: usize = 50;
 
 #[test]
-fn twenty_warpline_clients_use_the_gateway_at_once() {
+fn fifty_warpline_clients_use_the_gateway_at_once() {
     if let Err(reason) = require_root() {
         println!("skipping: {reason}");
         return;
