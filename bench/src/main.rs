@@ -19,12 +19,14 @@ fn main() -> ExitCode {
     let result = match suite {
         Some("crypto") => suites::crypto::run(quick),
         Some("handshake") => suites::handshake::run(quick),
+        Some("pipeline") => suites::pipeline::run(quick),
         Some("list") | None => {
             println!("suites:");
             println!(
                 "  handshake   responder handshakes/s per core and cookie replies/s under a flood,"
             );
             println!("              against boringtun and snow in the same run");
+            println!("  pipeline    encap/decap batches vs raw AEAD and boringtun, session lookup");
             println!("options: --quick (shorter runs, for smoke tests)");
             Ok(())
         }

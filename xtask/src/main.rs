@@ -37,7 +37,7 @@ usage: cargo xtask <task>
 
   demo            install what is needed, build, and run the warpline demo
   test            install what is needed, then fmt check, clippy -D warnings, all tests
-  bench <suite>   run a benchmark suite (crypto, handshake); `bench list` lists them
+  bench <suite>   run a benchmark suite (crypto, handshake, pipeline); `bench list` lists them
   deps            only install the system packages the tests and demo need
 ";
 

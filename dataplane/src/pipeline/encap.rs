@@ -1,0 +1,186 @@
+//! Inner IP packets → WireGuard frames for the wire.
+
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use super::{
+    DropCounters, DropReason, Events, FrameRef, HandshakeReason, L2Info, PeerId, Snapshot, Verdict,
+};
+use crate::aead::TAG_LEN;
+use crate::time::Time;
+use crate::wire::ethernet::{self, EtherType};
+use crate::wire::udp::{
+    IPV4_UDP_HEADERS_LEN, IPV6_UDP_HEADERS_LEN, Ipv4UdpHeader, Ipv6UdpHeader, write_ipv4_udp,
+    write_ipv6_udp,
+};
+use crate::wire::wireguard::{TRANSPORT_HEADER_LEN, padded_len, write_transport_header};
+use crate::wire::{ipv4, ipv6};
+
+/// Encapsulates a batch of inner IP packets in place.
+///
+/// Each frame's packet (`buf[offset..offset + len]`) is an IPv4 or IPv6 packet with at least
+/// [`HEADROOM`](super::HEADROOM) bytes free before it (what the outer headers need is enough)
+/// and [`TAILROOM`](super::TAILROOM) after it. The destination picks the peer by longest-prefix
+/// match; the packet is zero-padded to a multiple of 16 (never past `l2.mtu`), sealed with the
+/// peer's current session, and given WireGuard, UDP, IP (the endpoint's family, full
+/// checksums) and Ethernet headers. Peers without a usable session are reported in `events`
+/// so the control plane starts a handshake.
+///
+/// `verdicts` must be at least as long as `frames`; frames beyond it are not processed.
+pub fn encap_batch(
+    now: Time,
+    snapshot: &Snapshot,
+    frames: &mut [FrameRef<'_>],
+    verdicts: &mut [Verdict],
+    counters: &mut DropCounters,
+    events: &mut Events,
+    l2: &L2Info,
+) {
+    // Bulk traffic sends runs of packets to one destination: remember the last route.
+    let mut last_route = None;
+    for (frame, verdict) in frames.iter_mut().zip(verdicts.iter_mut()) {
+        let v = encap_one(now, snapshot, frame, events, l2, &mut last_route)
+            .unwrap_or_else(Verdict::Drop);
+        counters.count(v);
+        *verdict = v;
+    }
+}
+
+/// The inner packet's destination, length (trailing bytes after it ignored) and ECN bits.
+fn inner_destination(packet: &[u8]) -> Result<(IpAddr, usize, u8), DropReason> {
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ip = ipv4::Packet::new_checked(packet).map_err(|_| DropReason::InnerMalformed)?;
+            Ok((ip.dst_addr().into(), usize::from(ip.total_len()), ip.ecn()))
+        }
+        Some(6) => {
+            let ip = ipv6::Packet::new_checked(packet).map_err(|_| DropReason::InnerMalformed)?;
+            Ok((
+                ip.dst_addr().into(),
+                ip.total_len(),
+                ip.traffic_class() & 0b11,
+            ))
+        }
+        _ => Err(DropReason::NotIp),
+    }
+}
+
+#[inline]
+fn encap_one(
+    now: Time,
+    snapshot: &Snapshot,
+    frame: &mut FrameRef<'_>,
+    events: &mut Events,
+    l2: &L2Info,
+    last_route: &mut Option<(IpAddr, PeerId)>,
+) -> Result<Verdict, DropReason> {
+    let start = frame.offset;
+    let end = start.checked_add(frame.len).ok_or(DropReason::Malformed)?;
+    let packet = frame.buf.get(start..end).ok_or(DropReason::Malformed)?;
+    let (destination, inner_len, ecn) = inner_destination(packet)?;
+
+    let peer_id = match *last_route {
+        Some((cached, peer)) if cached == destination => peer,
+        _ => {
+            let peer = snapshot
+                .routes()
+                .lookup(destination)
+                .ok_or(DropReason::NoRoute)?;
+            *last_route = Some((destination, peer));
+            peer
+        }
+    };
+    let peer = snapshot.peer(peer_id).ok_or(DropReason::NoRoute)?;
+    let Some(session) = peer.current.as_deref() else {
+        events.handshake_needed(peer_id, HandshakeReason::NoSession);
+        return Err(DropReason::NoSession);
+    };
+    if session.is_expired(now) {
+        events.handshake_needed(peer_id, HandshakeReason::Expired);
+        return Err(DropReason::Expired);
+    }
+    let endpoint = peer.endpoint.ok_or(DropReason::NoEndpoint)?;
+    if inner_len > l2.mtu {
+        return Err(DropReason::TooBig);
+    }
+
+    let eth_len = if l2.vlan_tci.is_some() {
+        ethernet::TAGGED_HEADER_LEN
+    } else {
+        ethernet::HEADER_LEN
+    };
+    // Resolve the outer family before taking a counter: a packet we cannot send must not
+    // use one up.
+    let (ip_udp_len, local_v4, local_v6) = match endpoint.addr {
+        SocketAddr::V4(_) => (
+            IPV4_UDP_HEADERS_LEN,
+            l2.local_v4.ok_or(DropReason::NoLocalAddress)?,
+            std::net::Ipv6Addr::UNSPECIFIED,
+        ),
+        SocketAddr::V6(_) => (
+            IPV6_UDP_HEADERS_LEN,
+            std::net::Ipv4Addr::UNSPECIFIED,
+            l2.local_v6.ok_or(DropReason::NoLocalAddress)?,
+        ),
+    };
+    let headers = eth_len + ip_udp_len + TRANSPORT_HEADER_LEN;
+    let padded = padded_len(inner_len, l2.mtu);
+    let frame_start = start.checked_sub(headers).ok_or(DropReason::NoRoom)?;
+    let sealed_end = start + padded + TAG_LEN;
+    if sealed_end > frame.buf.len() {
+        return Err(DropReason::NoRoom);
+    }
+    let buf = &mut frame.buf[frame_start..sealed_end];
+    let message_start = eth_len + ip_udp_len;
+
+    let Some(counter) = session.take_send_counter() else {
+        events.handshake_needed(peer_id, HandshakeReason::Expired);
+        return Err(DropReason::CounterExhausted);
+    };
+    if session.wants_rekey(now, counter) {
+        events.handshake_needed(peer_id, HandshakeReason::Rekey);
+    }
+
+    let body = &mut buf[headers..];
+    body[inner_len..padded].fill(0);
+    session
+        .send_key()
+        .seal_in_place(counter, &[], body, padded)
+        .map_err(|_| DropReason::NoRoom)?;
+    write_transport_header(&mut buf[message_start..], session.remote_index(), counter)
+        .map_err(|_| DropReason::NoRoom)?;
+    let message_len = TRANSPORT_HEADER_LEN + padded + TAG_LEN;
+
+    let ip_buf = &mut buf[eth_len..];
+    let ethertype = match endpoint.addr {
+        SocketAddr::V4(dst) => {
+            let header = Ipv4UdpHeader {
+                src: SocketAddrV4::new(local_v4, l2.port),
+                dst,
+                ttl: l2.ttl,
+                dscp_ecn: ecn,
+                // Unique per packet of this session; fragments of different packets from
+                // one session never share an identification within its wrap.
+                ident: counter as u16,
+            };
+            write_ipv4_udp(ip_buf, &header, message_len).map_err(|_| DropReason::TooBig)?;
+            EtherType::IPV4
+        }
+        SocketAddr::V6(dst) => {
+            let header = Ipv6UdpHeader {
+                src: SocketAddrV6::new(local_v6, l2.port, 0, 0),
+                dst,
+                hop_limit: l2.ttl,
+                traffic_class: ecn,
+                flow_label: 0,
+            };
+            write_ipv6_udp(ip_buf, &header, message_len).map_err(|_| DropReason::TooBig)?;
+            EtherType::IPV6
+        }
+    };
+    ethernet::write_header(buf, endpoint.mac, l2.src_mac, l2.vlan_tci, ethertype)
+        .map_err(|_| DropReason::NoRoom)?;
+    Ok(Verdict::ToOuter {
+        offset: frame_start,
+        len: headers + padded + TAG_LEN,
+    })
+}
