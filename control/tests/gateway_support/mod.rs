@@ -10,7 +10,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -283,140 +282,21 @@ pub fn enable_forwarding(host: &Host) {
     });
 }
 
-// --- netlink the lab does not offer -------------------------------------------------------
+// --- netlink helpers ----------------------------------------------------------------------
 
-const NLMSG_ERROR: u16 = 2;
-const NLM_F_REQUEST: u16 = 0x01;
-const NLM_F_ACK: u16 = 0x04;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
-const RTM_DELADDR: u16 = 21;
-const RTM_NEWROUTE: u16 = 24;
-
-fn family_and_bytes(address: IpAddr) -> (u8, Vec<u8>) {
-    match address {
-        IpAddr::V4(v4) => (libc::AF_INET as u8, v4.octets().to_vec()),
-        IpAddr::V6(v6) => (libc::AF_INET6 as u8, v6.octets().to_vec()),
-    }
-}
-
-fn push_attr(buf: &mut Vec<u8>, kind: u16, value: &[u8]) {
-    buf.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
-    buf.extend_from_slice(&kind.to_ne_bytes());
-    buf.extend_from_slice(value);
-    buf.resize((buf.len() + 3) & !3, 0);
-}
-
-/// Sends one rtnetlink request with `NLM_F_ACK` from the calling thread's namespace and
-/// waits for the acknowledgement.
-fn netlink_request(kind: u16, flags: u16, body_and_attrs: &[u8]) -> io::Result<()> {
-    // SAFETY: plain socket(2) call; the result is checked before use.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut message = vec![0u8; 16];
-    message.extend_from_slice(body_and_attrs);
-    let len = message.len() as u32;
-    message[0..4].copy_from_slice(&len.to_ne_bytes());
-    message[4..6].copy_from_slice(&kind.to_ne_bytes());
-    message[6..8].copy_from_slice(&(flags | NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-    message[8..12].copy_from_slice(&1u32.to_ne_bytes());
-    // SAFETY: `message` is readable for its length; no destination sends to the kernel.
-    let sent = unsafe { libc::send(fd.as_raw_fd(), message.as_ptr().cast(), message.len(), 0) };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut buf = vec![0u8; 8192];
-    loop {
-        // SAFETY: `buf` is writable for its length.
-        let received = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if received < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(error);
-        }
-        let mut rest = &buf[..received as usize];
-        while rest.len() >= 20 {
-            let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
-            let kind = u16::from_ne_bytes([rest[4], rest[5]]);
-            if len < 16 || len > rest.len() {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "truncated netlink reply",
-                ));
-            }
-            if kind == NLMSG_ERROR {
-                let errno = i32::from_ne_bytes(rest[16..20].try_into().unwrap());
-                return if errno == 0 {
-                    Ok(())
-                } else {
-                    Err(io::Error::from_raw_os_error(-errno))
-                };
-            }
-            rest = &rest[((len + 3) & !3).min(rest.len())..];
-        }
-    }
-}
-
-/// Adds `destination/prefix_len via next_hop` in `host` (main table, scope universe), as
-/// `ip route add <destination>/<prefix_len> via <next_hop>` does.
+/// Adds `destination/prefix_len via next_hop` in `host` (see `Netlink::add_route_via`).
 pub fn add_route_via(
     host: &Host,
     destination: IpAddr,
     prefix_len: u8,
     next_hop: IpAddr,
 ) -> io::Result<()> {
-    const RT_TABLE_MAIN: u8 = 254;
-    const RTPROT_STATIC: u8 = 4;
-    const RT_SCOPE_UNIVERSE: u8 = 0;
-    const RTN_UNICAST: u8 = 1;
-    const RTA_DST: u16 = 1;
-    const RTA_GATEWAY: u16 = 5;
-    let (family, destination) = family_and_bytes(destination);
-    let (hop_family, next_hop) = family_and_bytes(next_hop);
-    if family != hop_family {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "destination and next hop differ in address family",
-        ));
-    }
-    // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
-    let mut body = vec![0u8; 12];
-    body[0] = family;
-    body[1] = prefix_len;
-    body[4] = RT_TABLE_MAIN;
-    body[5] = RTPROT_STATIC;
-    body[6] = RT_SCOPE_UNIVERSE;
-    body[7] = RTN_UNICAST;
-    push_attr(&mut body, RTA_DST, &destination);
-    push_attr(&mut body, RTA_GATEWAY, &next_hop);
-    host.run(|| netlink_request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &body))
+    host.netlink(|netlink| netlink.add_route_via(destination, prefix_len, next_hop))
 }
 
 /// Deletes `address/prefix_len` from interface `index` in `host`.
 pub fn delete_address(host: &Host, index: u32, address: IpAddr, prefix_len: u8) -> io::Result<()> {
-    const IFA_ADDRESS: u16 = 1;
-    const IFA_LOCAL: u16 = 2;
-    let (family, bytes) = family_and_bytes(address);
-    // struct ifaddrmsg: family, prefixlen, flags, scope, index.
-    let mut body = vec![0u8; 8];
-    body[0] = family;
-    body[1] = prefix_len;
-    body[4..8].copy_from_slice(&index.to_ne_bytes());
-    push_attr(&mut body, IFA_LOCAL, &bytes);
-    push_attr(&mut body, IFA_ADDRESS, &bytes);
-    host.run(|| netlink_request(RTM_DELADDR, 0, &body))
+    host.netlink(|netlink| netlink.delete_address(index, address, prefix_len))
 }
 
 // --- traffic --------------------------------------------------------------------------------

@@ -457,6 +457,72 @@ impl Netlink {
         message.attr(RTA_DST, &bytes).attr_u32(RTA_OIF, index);
         self.request(message).map(drop)
     }
+
+    /// Adds `destination/prefix_len via next_hop` to the main table (`ip route add ... via`).
+    pub fn add_route_via(
+        &mut self,
+        destination: IpAddr,
+        prefix_len: u8,
+        next_hop: IpAddr,
+    ) -> io::Result<()> {
+        const RTM_NEWROUTE: u16 = 24;
+        const RT_TABLE_MAIN: u8 = 254;
+        const RTPROT_STATIC: u8 = 4;
+        const RT_SCOPE_UNIVERSE: u8 = 0;
+        const RTN_UNICAST: u8 = 1;
+        const RTA_DST: u16 = 1;
+        const RTA_GATEWAY: u16 = 5;
+        let octets = |address: IpAddr| match address {
+            IpAddr::V4(v4) => (libc::AF_INET as u8, v4.octets().to_vec()),
+            IpAddr::V6(v6) => (libc::AF_INET6 as u8, v6.octets().to_vec()),
+        };
+        let ((family, destination), (hop_family, next_hop)) =
+            (octets(destination), octets(next_hop));
+        if family != hop_family {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "destination and next hop differ in address family",
+            ));
+        }
+        // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
+        let mut body = [0u8; 12];
+        body[0] = family;
+        body[1] = prefix_len;
+        body[4] = RT_TABLE_MAIN;
+        body[5] = RTPROT_STATIC;
+        body[6] = RT_SCOPE_UNIVERSE;
+        body[7] = RTN_UNICAST;
+        let mut message = Message::new(
+            RTM_NEWROUTE,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &body,
+        );
+        message
+            .attr(RTA_DST, &destination)
+            .attr(RTA_GATEWAY, &next_hop);
+        self.request(message).map(drop)
+    }
+
+    /// Removes `address/prefix_len` from interface `index` (`ip address del`).
+    pub fn delete_address(
+        &mut self,
+        index: u32,
+        address: IpAddr,
+        prefix_len: u8,
+    ) -> io::Result<()> {
+        const RTM_DELADDR: u16 = 21;
+        let (family, bytes) = match address {
+            IpAddr::V4(v4) => (libc::AF_INET as u8, v4.octets().to_vec()),
+            IpAddr::V6(v6) => (libc::AF_INET6 as u8, v6.octets().to_vec()),
+        };
+        let mut body = [0u8; IFADDRMSG_LEN];
+        body[0] = family;
+        body[1] = prefix_len;
+        body[4..8].copy_from_slice(&index.to_ne_bytes());
+        let mut message = Message::new(RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK, &body);
+        message.attr(IFA_LOCAL, &bytes).attr(IFA_ADDRESS, &bytes);
+        self.request(message).map(drop)
+    }
 }
 
 #[cfg(test)]
