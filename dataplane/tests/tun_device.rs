@@ -10,8 +10,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod tun_support;
+
+use tun_support::{can_run, tun_lab};
 use warpline_dataplane::{
-    lab::{Host, require_root, unique_name},
+    lab::Host,
     tun::{Offloads, SCRATCH_LEN, Tun, TunError, TunQueue, gso},
     wire::{IpProtocol, ipv4, ipv6, udp},
 };
@@ -21,33 +24,10 @@ const PEER_V4: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 const LOCAL_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x77, 0, 0, 0, 0, 0, 1);
 const PEER_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x77, 0, 0, 0, 0, 0, 2);
 
-fn can_run() -> bool {
-    match require_root() {
-        Ok(()) => true,
-        Err(reason) => {
-            println!("skipping: {reason}");
-            false
-        }
-    }
-}
-
 /// A namespace with a TUN device, addressed 10.77.0.1/24 and fd00:77::1/64 (so the
 /// prefix routes send 10.77.0.2 and fd00:77::2 into it), and up.
 fn lab(queues: usize, offloads: Offloads) -> (Host, Tun) {
-    let host = Host::new("tun").expect("namespace");
-    let name = format!("{}t", unique_name());
-    let tun = host
-        .run(|| Tun::create(&name, queues, offloads))
-        .expect("create TUN");
-    assert_eq!(tun.name(), name);
-    host.netlink(|netlink| {
-        let link = netlink.link_by_name(&name)?;
-        netlink.add_address(link.index, IpAddr::V4(LOCAL_V4), 24)?;
-        netlink.add_address(link.index, IpAddr::V6(LOCAL_V6), 64)?;
-        netlink.set_up(link.index)
-    })
-    .expect("address and set up the TUN");
-    (host, tun)
+    tun_lab("tun", queues, offloads, LOCAL_V4, Some(LOCAL_V6))
 }
 
 /// Reads from `queues` until a packet satisfies `wanted`, ignoring others (IPv6 brings

@@ -9,8 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod tun_support;
+
+use tun_support::{TCP_ACK, TCP_RST, TCP_SYN, can_run, tcp_packet};
 use warpline_dataplane::{
-    lab::{Host, require_root, unique_name},
+    lab::{Host, unique_name},
     tun::{Offloads, SCRATCH_LEN, Tun, TunQueue, gro::TcpCoalescer, gso},
     wire::{IpProtocol, ipv4},
 };
@@ -19,58 +22,6 @@ const LOCAL_V4: Ipv4Addr = Ipv4Addr::new(10, 79, 0, 1);
 const PEER_V4: Ipv4Addr = Ipv4Addr::new(10, 79, 0, 2);
 const SEND_LEN: usize = 200_000;
 const SEGMENT: usize = 1000;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
-
-fn can_run() -> bool {
-    match require_root() {
-        Ok(()) => true,
-        Err(reason) => {
-            println!("skipping: {reason}");
-            false
-        }
-    }
-}
-
-/// An IPv4 TCP packet from the client behind the TUN, checksums filled in.
-fn tcp_packet(
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    payload: &[u8],
-) -> Vec<u8> {
-    let options: &[u8] = if flags & TCP_SYN != 0 {
-        &[2, 4, 0x05, 0xb4]
-    } else {
-        &[]
-    };
-    let tcp_len = 20 + options.len();
-    let total = ipv4::MIN_HEADER_LEN + tcp_len + payload.len();
-    let mut packet = vec![0u8; total];
-    let mut ip = ipv4::Packet::new_unchecked(&mut packet[..]);
-    ip.set_version_and_header_len(ipv4::MIN_HEADER_LEN);
-    ip.set_total_len(total as u16);
-    ip.set_fragment(true, false, 0);
-    ip.set_ttl(64);
-    ip.set_protocol(IpProtocol::TCP);
-    ip.set_src_addr(*src.ip());
-    ip.set_dst_addr(*dst.ip());
-    let tcp = &mut packet[ipv4::MIN_HEADER_LEN..];
-    tcp[0..2].copy_from_slice(&src.port().to_be_bytes());
-    tcp[2..4].copy_from_slice(&dst.port().to_be_bytes());
-    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
-    tcp[8..12].copy_from_slice(&ack.to_be_bytes());
-    tcp[12] = ((tcp_len / 4) as u8) << 4;
-    tcp[13] = flags;
-    tcp[14..16].copy_from_slice(&65_535u16.to_be_bytes());
-    tcp[20..tcp_len].copy_from_slice(options);
-    tcp[tcp_len..].copy_from_slice(payload);
-    gso::fill_checksums(&mut packet).expect("a TCP packet");
-    packet
-}
 
 /// A TCP segment from the server: (seq, ack, flags, window).
 fn from_server(packet: &[u8], server_port: u16) -> Option<(u32, u32, u8, u16)> {

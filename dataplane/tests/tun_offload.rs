@@ -12,8 +12,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod tun_support;
+
+use tun_support::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, can_run, tun_lab};
 use warpline_dataplane::{
-    lab::{Host, require_root, unique_name},
+    lab::Host,
     tun::{Offloads, SCRATCH_LEN, Tun, TunQueue, gso},
     wire::{IpProtocol, ipv4, ipv6, udp},
 };
@@ -26,30 +29,8 @@ const ROUTED_PEER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const MTU: usize = 1500;
 const SEND_LEN: usize = 60_000;
 
-fn can_run() -> bool {
-    match require_root() {
-        Ok(()) => true,
-        Err(reason) => {
-            println!("skipping: {reason}");
-            false
-        }
-    }
-}
-
 fn lab(offloads: Offloads) -> (Host, Tun) {
-    let host = Host::new("tgso").expect("namespace");
-    let name = format!("{}g", unique_name());
-    let tun = host
-        .run(|| Tun::create(&name, 1, offloads))
-        .expect("create TUN");
-    host.netlink(|netlink| {
-        let link = netlink.link_by_name(&name)?;
-        netlink.add_address(link.index, IpAddr::V4(LOCAL_V4), 24)?;
-        netlink.add_address(link.index, IpAddr::V6(LOCAL_V6), 64)?;
-        netlink.set_up(link.index)
-    })
-    .expect("address and set up the TUN");
-    (host, tun)
+    tun_lab("tgso", 1, offloads, LOCAL_V4, Some(LOCAL_V6))
 }
 
 fn payload() -> Vec<u8> {
@@ -170,46 +151,11 @@ fn udp_gso_sends_split_into_datagrams_v6() {
     check_udp_gso(IpAddr::V6(PEER_V6), IpAddr::V6(LOCAL_V6));
 }
 
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
-
-/// An IPv4 TCP packet from the peer behind the TUN, checksums filled in.
+/// An IPv4 TCP packet without payload from the peer behind the TUN.
 fn tcp_packet(src: SocketAddrV4, dst: SocketAddrV4, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
-    // A SYN carries an MSS option of 1460.
-    let options: &[u8] = if flags & TCP_SYN != 0 {
-        &[2, 4, 0x05, 0xb4]
-    } else {
-        &[]
-    };
-    let tcp_len = 20 + options.len();
-    let mut packet = vec![0u8; ipv4::MIN_HEADER_LEN + tcp_len];
-    let mut ip = ipv4::Packet::new_unchecked(&mut packet[..]);
-    ip.set_version_and_header_len(ipv4::MIN_HEADER_LEN);
-    ip.set_total_len((ipv4::MIN_HEADER_LEN + tcp_len) as u16);
-    ip.set_fragment(true, false, 0);
-    ip.set_ttl(64);
-    ip.set_protocol(IpProtocol::TCP);
-    ip.set_src_addr(*src.ip());
-    ip.set_dst_addr(*dst.ip());
-    let tcp = &mut packet[ipv4::MIN_HEADER_LEN..];
-    tcp[0..2].copy_from_slice(&src.port().to_be_bytes());
-    tcp[2..4].copy_from_slice(&dst.port().to_be_bytes());
-    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
-    tcp[8..12].copy_from_slice(&ack.to_be_bytes());
-    tcp[12] = ((tcp_len / 4) as u8) << 4;
-    tcp[13] = flags;
-    tcp[14..16].copy_from_slice(&65_535u16.to_be_bytes());
-    tcp[20..].copy_from_slice(options);
-    gso::fill_checksums(&mut packet).expect("a TCP packet");
-    packet
+    tun_support::tcp_packet(src, dst, seq, ack, flags, &[])
 }
 
-/// Plays the TCP peer behind the TUN for a 60 KB send from a socket in the namespace;
-/// returns how many reads carried more than one segment.
-/// With `routed`, the peer sits in 198.18.0.0/24, routed into the TUN by an explicit
-/// route, and the TUN's MTU is lowered to 1280.
 fn check_tcp_bulk(offloads: Offloads, routed: bool) -> usize {
     let (host, tun) = lab(offloads);
     let (peer_ip, mtu) = if routed {

@@ -40,6 +40,18 @@ pub fn require_root() -> Result<(), String> {
     }
 }
 
+/// For privileged tests: true when running as root; otherwise prints
+/// `skipping: <reason>` (the line CI logs show) and returns false.
+pub fn root_or_skip() -> bool {
+    match require_root() {
+        Ok(()) => true,
+        Err(reason) => {
+            println!("skipping: {reason}");
+            false
+        }
+    }
+}
+
 static NEXT_NAME: AtomicU32 = AtomicU32::new(0);
 
 /// A name unique to this process and call: `wl<pid><counter>`, at most 12

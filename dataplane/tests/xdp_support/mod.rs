@@ -11,7 +11,7 @@ use std::{
 };
 
 use warpline_dataplane::{
-    lab::{Host, Veth, require_root, traffic},
+    lab::{Host, Veth, traffic},
     wire::checksum,
     xdp::{AttachMode, Role, Steering},
     xsk::{
@@ -29,13 +29,7 @@ pub const QUEUES: u32 = 2;
 
 /// Prints the reason and returns false when the test cannot run here.
 pub fn can_run() -> bool {
-    match require_root() {
-        Ok(()) => true,
-        Err(reason) => {
-            println!("skipping: {reason}");
-            false
-        }
-    }
+    warpline_dataplane::lab::root_or_skip()
 }
 
 /// The UDP payload of a WireGuard message of `kind` with a 32-byte body
