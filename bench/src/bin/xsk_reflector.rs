@@ -18,7 +18,9 @@ use std::{
 use warpline_dataplane::{
     lab::{
         Host, Veth, require_root,
-        traffic::{LoadReport, closed_loop_load, mmsg_reflector, xsk_reflector},
+        traffic::{
+            LoadReport, closed_loop_load, mmsg_reflector, xsk_closed_loop_load, xsk_reflector,
+        },
     },
     xdp::{AttachMode, Role, Steering, Verdict},
     xsk::{SocketConfig, Umem, UmemConfig, XskSocket, raise_memlock_limit},
@@ -32,12 +34,16 @@ struct Options {
     seconds: f64,
     mode: AttachMode,
     window: usize,
+    /// Generate with AF_XDP (default) rather than a kernel UDP socket, which on a small
+    /// machine saturates before either reflector does.
+    xsk_generator: bool,
 }
 
 fn parse_options() -> Result<Options, String> {
     let mut options = Options {
         seconds: 3.0,
         mode: AttachMode::Native,
+        xsk_generator: true,
         window: 256,
     };
     let mut args = std::env::args().skip(1);
@@ -58,9 +64,17 @@ fn parse_options() -> Result<Options, String> {
                     other => return Err(format!("--xdp: unknown mode {other:?}")),
                 }
             }
+            "--generator" => {
+                options.xsk_generator = match value()?.as_str() {
+                    "xsk" => true,
+                    "udp" => false,
+                    other => return Err(format!("--generator: {other:?} is not xsk or udp")),
+                }
+            }
             "--help" | "-h" => {
                 return Err(
-                    "usage: xsk_reflector [--seconds N] [--xdp native|generic|auto] [--window N]"
+                    "usage: xsk_reflector [--seconds N] [--xdp native|generic|auto] [--window N] \
+                     [--generator xsk|udp]"
                         .into(),
                 );
             }
@@ -80,7 +94,93 @@ fn udp_socket(host: &Host, address: SocketAddr) -> std::io::Result<UdpSocket> {
     host.run(|| UdpSocket::bind(address))
 }
 
-fn run_load(generator: &Host, socket: &UdpSocket, options: &Options, seconds: f64) -> LoadReport {
+/// What drives the load: a kernel UDP socket in the generator namespace, or an AF_XDP
+/// socket on the generator's veth end with the steering program sending echoes to it.
+enum Generator {
+    Udp(UdpSocket),
+    Xsk(Box<XskGenerator>),
+}
+
+/// The AF_XDP generator's parts; the steering program stays attached while it lives.
+struct XskGenerator {
+    _steering: Steering,
+    socket: XskSocket,
+    pool: Vec<warpline_dataplane::xsk::Frame>,
+    template: Vec<u8>,
+}
+
+const GEN_PORT: u16 = 40_000;
+
+/// The Ethernet frame the AF_XDP generator sends: a 32-byte type-4 message to the reflector.
+fn load_frame(generator_mac: [u8; 6], gateway_mac: [u8; 6]) -> Vec<u8> {
+    use warpline_dataplane::wire::{ethernet, udp};
+    let payload = wireguard_keepalive();
+    let mut frame = vec![0u8; ethernet::HEADER_LEN + udp::IPV4_UDP_HEADERS_LEN + payload.len()];
+    ethernet::write_header(
+        &mut frame,
+        gateway_mac,
+        generator_mac,
+        None,
+        ethernet::EtherType::IPV4,
+    )
+    .expect("room for the header");
+    let ip_start = ethernet::HEADER_LEN;
+    frame[ip_start + udp::IPV4_UDP_HEADERS_LEN..].copy_from_slice(&payload);
+    let header = udp::Ipv4UdpHeader {
+        src: std::net::SocketAddrV4::new(GEN_IP, GEN_PORT),
+        dst: std::net::SocketAddrV4::new(GW_IP, PORT),
+        ttl: 64,
+        dscp_ecn: 0,
+        ident: 1,
+    };
+    udp::write_ipv4_udp(&mut frame[ip_start..], &header, payload.len()).expect("headers fit");
+    frame
+}
+
+fn xsk_generator(generator: &Host, veth: &Veth) -> Generator {
+    let if_index = veth.b.index;
+    generator.run(|| {
+        let mut steering =
+            Steering::attach(if_index, Role::Wan, AttachMode::Native, 1).expect("generator XDP");
+        steering.add_listen_port(GEN_PORT).expect("generator port");
+        let (umem, pool) = Umem::new(UmemConfig {
+            frame_size: 2048,
+            frame_count: 8192,
+            headroom: 0,
+        })
+        .expect("generator UMEM");
+        let socket = XskSocket::bind(&umem, &SocketConfig::new(if_index, 0)).expect("bind");
+        steering
+            .set_socket(0, socket.as_fd())
+            .expect("generator XSKMAP");
+        Generator::Xsk(Box::new(XskGenerator {
+            _steering: steering,
+            socket,
+            pool,
+            template: load_frame(veth.b.mac, veth.a.mac),
+        }))
+    })
+}
+
+fn run_load(generator: &Host, load: &mut Generator, options: &Options, seconds: f64) -> LoadReport {
+    let socket = match load {
+        Generator::Udp(socket) => socket,
+        Generator::Xsk(xsk) => {
+            let XskGenerator {
+                socket,
+                pool,
+                template,
+                ..
+            } = &mut **xsk;
+            return xsk_closed_loop_load(
+                socket,
+                pool,
+                template,
+                options.window,
+                Duration::from_secs_f64(seconds),
+            );
+        }
+    };
     generator
         .run(|| {
             closed_loop_load(
@@ -116,7 +216,11 @@ fn main() -> ExitCode {
     generator
         .add_address(&veth.b, GEN_IP.into(), 24)
         .expect("generator address");
-    let load_socket = udp_socket(&generator, SocketAddr::new(GEN_IP.into(), 0)).expect("socket");
+    let mut load = if options.xsk_generator {
+        xsk_generator(&generator, &veth)
+    } else {
+        Generator::Udp(udp_socket(&generator, SocketAddr::new(GEN_IP.into(), 0)).expect("socket"))
+    };
 
     // Baseline: the kernel's UDP stack with batched syscalls.
     let kernel = {
@@ -125,8 +229,8 @@ fn main() -> ExitCode {
         let stop = AtomicBool::new(false);
         std::thread::scope(|scope| {
             let reflector = scope.spawn(|| mmsg_reflector(&reflector_socket, &stop));
-            run_load(&generator, &load_socket, &options, 0.3); // warm-up, ARP
-            let report = run_load(&generator, &load_socket, &options, options.seconds);
+            run_load(&generator, &mut load, &options, 0.3); // warm-up, ARP
+            let report = run_load(&generator, &mut load, &options, options.seconds);
             stop.store(true, Ordering::Relaxed);
             reflector
                 .join()
@@ -159,8 +263,8 @@ fn main() -> ExitCode {
             let pool = &mut pool;
             let stop = &stop;
             let reflector = scope.spawn(move || xsk_reflector(socket, pool, stop));
-            run_load(&generator, &load_socket, &options, 0.3);
-            let report = run_load(&generator, &load_socket, &options, options.seconds);
+            run_load(&generator, &mut load, &options, 0.3);
+            let report = run_load(&generator, &mut load, &options, options.seconds);
             stop.store(true, Ordering::Relaxed);
             reflector.join().expect("reflector thread");
             report
@@ -180,8 +284,14 @@ fn main() -> ExitCode {
         );
     };
     println!(
-        "lab: one-queue veth, 74-byte frames (32-byte WireGuard type-4 payload), window {}",
-        options.window
+        "lab: one-queue veth, 74-byte frames (32-byte WireGuard type-4 payload), window {}, \
+         {} generator",
+        options.window,
+        if options.xsk_generator {
+            "AF_XDP"
+        } else {
+            "kernel UDP"
+        }
     );
     describe("kernel UDP reflector (recvmmsg/sendmmsg)", &kernel);
     describe(
