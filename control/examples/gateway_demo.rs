@@ -362,6 +362,11 @@ fn main() {
             }
         }));
     }
+    let legend: Vec<&str> = clients.iter().map(|c| c.label).collect();
+    println!(
+        "  live rate per client, in this order: {}",
+        legend.join(" | ")
+    );
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(seconds) {
         std::thread::sleep(Duration::from_millis(250));
