@@ -87,3 +87,61 @@ fn xdp_setup_errors_say_what_failed() {
     println!("{bad_frame}");
     assert!(matches!(bad_frame, XskError::InvalidConfig(_)));
 }
+
+/// Compiles `xdp_support/rejected_by_verifier.c` with clang (which building warpline needs
+/// anyway) into a temporary object and returns its bytes.
+fn object_the_verifier_rejects() -> Vec<u8> {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/xdp_support/rejected_by_verifier.c");
+    let object = std::env::temp_dir().join(format!(
+        "warpline-rejected-{}.o",
+        warpline_dataplane::lab::unique_name()
+    ));
+    let clang = std::env::var_os("CLANG").unwrap_or_else(|| "clang".into());
+    let output = std::process::Command::new(&clang)
+        .args(["-O2", "-g", "-target", "bpf", "-c"])
+        .arg(&source)
+        .arg("-o")
+        .arg(&object)
+        .output()
+        .expect("clang (apt-get install clang) builds the BPF test object");
+    assert!(output.status.success(), "clang failed: {output:?}");
+    let bytes = std::fs::read(&object).expect("compiled object");
+    let _ = std::fs::remove_file(&object);
+    bytes
+}
+
+#[test]
+fn a_program_the_verifier_refuses_is_reported_with_its_log() {
+    if !can_run() {
+        return;
+    }
+    let object = object_the_verifier_rejects();
+    let gw = Host::new("gw").expect("namespace");
+    let peer = Host::new("pe").expect("namespace");
+    let veth = Veth::new(&gw, &peer, 1).expect("veth");
+    let error = gw
+        .run(|| {
+            warpline_dataplane::xdp::ObjectProgram::attach(
+                &object,
+                "read_without_bounds_check",
+                veth.a.index,
+                AttachMode::Generic,
+            )
+        })
+        .unwrap_err();
+    println!("{error}");
+    let SteerError::VerifierRejected { log, .. } = &error else {
+        panic!("expected a verifier rejection, got {error:?}");
+    };
+    assert!(
+        log.contains("invalid access to packet"),
+        "the verifier's own reason is in the log: {log}"
+    );
+    assert!(error.to_string().contains("verifier log"), "{error}");
+    let link = gw.link(veth.a.index).expect("link");
+    assert_eq!(
+        link.xdp_program_id, None,
+        "a refused program leaves nothing attached"
+    );
+}

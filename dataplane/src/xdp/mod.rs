@@ -389,6 +389,35 @@ impl PassProgram {
     }
 }
 
+/// A program loaded from a BPF object of the caller's, attached until dropped. For tools
+/// that bring their own program, and for testing the loader's error paths with a program
+/// the verifier refuses.
+#[derive(Debug)]
+pub struct ObjectProgram {
+    _ebpf: Ebpf,
+    mode: AttachedMode,
+}
+
+impl ObjectProgram {
+    /// Loads `object` (an ELF BPF object), then attaches its XDP program `program` to
+    /// `if_index` in the calling thread's namespace.
+    pub fn attach(
+        object: &[u8],
+        program: &'static str,
+        if_index: u32,
+        mode: AttachMode,
+    ) -> Result<Self, SteerError> {
+        let mut ebpf = EbpfLoader::new().load(object)?;
+        let mode = attach_program(&mut ebpf, program, if_index, mode)?;
+        Ok(Self { _ebpf: ebpf, mode })
+    }
+
+    /// Native or generic, as attached.
+    pub fn attached_mode(&self) -> AttachedMode {
+        self.mode
+    }
+}
+
 fn attach_program(
     ebpf: &mut Ebpf,
     program: &'static str,
