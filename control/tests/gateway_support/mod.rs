@@ -192,39 +192,34 @@ pub fn warpline_up(host: &Host, dir: &TempDir, name: &str, text: &str) -> Warpli
 }
 
 impl Warpline {
-    /// `warpline show <name> --json`, run as the binary, parsed.
-    pub fn show_json(&self) -> serde_json::Value {
+    /// Runs `warpline <command> <name> [extra] --control-socket <socket>` as the binary and
+    /// returns its stdout; fails the test with stderr when it fails.
+    fn cli(&self, command: &str, extra: &[&str]) -> String {
         let output = Command::new(env!("CARGO_BIN_EXE_warpline"))
-            .args(["show", &self.name, "--json", "--control-socket"])
+            .args([command, &self.name])
+            .args(extra)
+            .arg("--control-socket")
             .arg(&self.socket)
             .output()
-            .expect("run warpline show");
+            .unwrap_or_else(|e| panic!("run warpline {command}: {e}"));
         assert!(
             output.status.success(),
-            "warpline show failed: {}",
+            "warpline {command} failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-            panic!(
-                "warpline show --json printed no JSON ({e}):\n{}",
-                String::from_utf8_lossy(&output.stdout)
-            )
-        })
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `warpline show <name> --json`, run as the binary, parsed.
+    pub fn show_json(&self) -> serde_json::Value {
+        let text = self.cli("show", &["--json"]);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("warpline show --json printed no JSON ({e}):\n{text}"))
     }
 
     /// `warpline show <name>` (the `wg show`-style text), run as the binary.
     pub fn show_text(&self) -> String {
-        let output = Command::new(env!("CARGO_BIN_EXE_warpline"))
-            .args(["show", &self.name, "--control-socket"])
-            .arg(&self.socket)
-            .output()
-            .expect("run warpline show");
-        assert!(
-            output.status.success(),
-            "warpline show failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        self.cli("show", &[])
     }
 
     /// The peer with `public_key` in `warpline show --json`.
@@ -243,16 +238,7 @@ impl Warpline {
 
     /// `warpline down` and a clean exit.
     pub fn down(mut self) {
-        let output = Command::new(env!("CARGO_BIN_EXE_warpline"))
-            .args(["down", &self.name, "--control-socket"])
-            .arg(&self.socket)
-            .output()
-            .expect("run warpline down");
-        assert!(
-            output.status.success(),
-            "warpline down failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        self.cli("down", &[]);
         let status = self
             .proc
             .wait_exit(Duration::from_secs(5))
