@@ -38,7 +38,7 @@ use zeroize::Zeroizing;
 pub use self::endpoint::Endpoint;
 pub use self::error::{ConfigError, ConfigErrorKind, Section, ShownName};
 pub use self::values::{
-    InterfaceAddress, IpPrefix, MIN_MTU, RoutingTable, ValueError, parse_allowed_ip,
+    InterfaceAddress, IpPrefix, MIN_MTU, RoutingTable, ValueError, XdpMode, parse_allowed_ip,
 };
 /// The AEAD suite a peer's sessions use (`Cipher =`); one type shared with the data plane.
 pub use warpline_dataplane::aead::Suite as CipherSuite;
@@ -89,6 +89,11 @@ pub struct InterfaceConfig {
     /// factor, so tests see rekeys in seconds instead of minutes. Never set it in production:
     /// the daemon logs a warning when it is.
     pub test_timer_scale: Option<std::num::NonZeroU32>,
+    /// `Attach` (warpline extension, repeatable): NICs whose queues carry the tunnels over
+    /// XDP and AF_XDP workers. Empty: the portable mode (one kernel UDP socket).
+    pub attach: Vec<String>,
+    /// `XdpMode` (warpline extension): how the XDP program attaches to the `Attach` NICs.
+    pub xdp_mode: XdpMode,
 }
 
 /// Shell commands run around bringing the interface up and down, kept verbatim in file order.

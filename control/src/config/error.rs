@@ -37,6 +37,8 @@ impl Section {
                 "SaveConfig",
                 "MetricsAddress",
                 "TestTimerScale",
+                "Attach",
+                "XdpMode",
             ],
             Self::Peer => &[
                 "PublicKey",

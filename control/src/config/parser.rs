@@ -12,8 +12,9 @@ use std::num::{NonZeroU16, NonZeroU32};
 use super::endpoint::Endpoint;
 use super::error::{ConfigError, ConfigErrorKind, Section, ShownName};
 use super::values::{
-    DnsItem, InterfaceAddress, IpPrefix, RoutingTable, ValueError, list_items, parse_allowed_ip,
-    parse_bool, parse_dns_item, parse_fwmark, parse_keepalive, parse_mtu, parse_port, value_error,
+    DnsItem, InterfaceAddress, IpPrefix, RoutingTable, ValueError, XdpMode, list_items,
+    parse_allowed_ip, parse_bool, parse_dns_item, parse_fwmark, parse_interface_name,
+    parse_keepalive, parse_mtu, parse_port, value_error,
 };
 use super::{CipherSuite, Config, Hooks, InterfaceConfig, PeerConfig, parse_cipher_suite};
 use crate::keys::{KeyParseError, PresharedKey, PrivateKey, PublicKey};
@@ -195,6 +196,8 @@ struct InterfaceBuilder {
     save_config: bool,
     metrics_address: Option<std::net::SocketAddr>,
     test_timer_scale: Option<std::num::NonZeroU32>,
+    attach: Vec<String>,
+    xdp_mode: XdpMode,
 }
 
 impl InterfaceBuilder {
@@ -214,6 +217,8 @@ impl InterfaceBuilder {
             save_config: false,
             metrics_address: None,
             test_timer_scale: None,
+            attach: Vec::new(),
+            xdp_mode: XdpMode::Auto,
         }
     }
 
@@ -227,7 +232,7 @@ impl InterfaceBuilder {
         };
         let repeatable = matches!(
             key,
-            "Address" | "DNS" | "PreUp" | "PostUp" | "PreDown" | "PostDown"
+            "Address" | "DNS" | "PreUp" | "PostUp" | "PreDown" | "PostDown" | "Attach"
         );
         if !repeatable {
             self.single_valued.claim(SECTION, key, line)?;
@@ -278,6 +283,16 @@ impl InterfaceBuilder {
                 })?;
                 self.test_timer_scale = Some(scale);
             }
+            "Attach" => {
+                for item in list_items(value) {
+                    let name = parse_interface_name(item).map_err(invalid)?;
+                    if self.attach.contains(&name) {
+                        return Err(invalid(value_error!("{name} is attached twice")));
+                    }
+                    self.attach.push(name);
+                }
+            }
+            "XdpMode" => self.xdp_mode = value.parse::<XdpMode>().map_err(invalid)?,
             // Only reachable if `Section::valid_keys` gains a key this match lacks.
             _ => return Err(invalid(value_error!("{key} is not supported yet"))),
         }
@@ -305,6 +320,8 @@ impl InterfaceBuilder {
             save_config: self.save_config,
             metrics_address: self.metrics_address,
             test_timer_scale: self.test_timer_scale,
+            attach: self.attach,
+            xdp_mode: self.xdp_mode,
         })
     }
 }

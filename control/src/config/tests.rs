@@ -136,6 +136,8 @@ fn every_documented_key_is_accepted() {
         ("SaveConfig", "true"),
         ("MetricsAddress", "127.0.0.1:9586"),
         ("TestTimerScale", "60"),
+        ("Attach", "eth0"),
+        ("XdpMode", "native"),
     ];
     let peer_values = [
         ("PublicKey", BOB_PUBLIC),
@@ -272,7 +274,7 @@ fn unknown_key_lists_the_valid_keys_of_its_section() {
         message,
         "wl0.conf:3: [Interface] unknown key \"ListenPrt\"; valid keys are PrivateKey, \
          ListenPort, Address, MTU, DNS, Table, FwMark, PreUp, PostUp, PreDown, PostDown, \
-         SaveConfig, MetricsAddress, TestTimerScale"
+         SaveConfig, MetricsAddress, TestTimerScale, Attach, XdpMode"
     );
     let message = parse_err(&format!("{}[Peer]\nAddress = 10.0.0.1\n", interface_only()));
     assert_eq!(
@@ -578,6 +580,16 @@ fn valid_config() -> impl Strategy<Value = Config> {
                     save_config: fwmark % 2 == 0,
                     metrics_address: None,
                     test_timer_scale: None,
+                    attach: if fwmark % 3 == 0 {
+                        vec!["eth0".to_owned(), "eth1".to_owned()]
+                    } else {
+                        Vec::new()
+                    },
+                    xdp_mode: if fwmark % 2 == 0 {
+                        XdpMode::Generic
+                    } else {
+                        XdpMode::Auto
+                    },
                 },
                 peers,
             }
@@ -607,4 +619,36 @@ proptest! {
         let text = config.to_wg_quick_string();
         prop_assert_eq!(Config::parse(&text, "written").unwrap(), config);
     }
+}
+
+#[test]
+fn attach_and_xdp_mode_are_parsed_and_checked() {
+    let config = Config::parse(
+        &format!(
+            "{}Attach = eth0, eth1\nXdpMode = Generic\n",
+            interface_only()
+        ),
+        "wl0.conf",
+    )
+    .unwrap();
+    assert_eq!(config.interface.attach, ["eth0", "eth1"]);
+    assert_eq!(config.interface.xdp_mode, XdpMode::Generic);
+    let message = parse_err(&format!("{}XdpMode = fast\n", interface_only()));
+    assert!(
+        message.contains("not an XDP mode; valid: auto, native, generic"),
+        "{message}"
+    );
+    let message = parse_err(&format!(
+        "{}Attach = eth0\nAttach = eth0\n",
+        interface_only()
+    ));
+    assert!(message.contains("eth0 is attached twice"), "{message}");
+    let message = parse_err(&format!(
+        "{}Attach = a-name-far-too-long\n",
+        interface_only()
+    ));
+    assert!(
+        message.contains("not a network interface name"),
+        "{message}"
+    );
 }

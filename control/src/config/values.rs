@@ -199,6 +199,59 @@ impl fmt::Display for RoutingTable {
     }
 }
 
+/// How the XDP program attaches to an `Attach` NIC (`XdpMode =`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum XdpMode {
+    /// Native (driver) XDP where the driver supports it, generic otherwise.
+    #[default]
+    Auto,
+    /// Native XDP only: fail if the driver lacks it.
+    Native,
+    /// Generic (skb) XDP: works on every NIC, slower.
+    Generic,
+}
+
+impl FromStr for XdpMode {
+    type Err = ValueError;
+
+    fn from_str(text: &str) -> Result<Self, ValueError> {
+        [Self::Auto, Self::Native, Self::Generic]
+            .into_iter()
+            .find(|mode| mode.to_string().eq_ignore_ascii_case(text))
+            .ok_or_else(|| {
+                value_error!("{text:?} is not an XDP mode; valid: auto, native, generic")
+            })
+    }
+}
+
+impl fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Native => "native",
+            Self::Generic => "generic",
+        })
+    }
+}
+
+/// Checks an `Attach` value: a network interface name as the kernel accepts it.
+pub(crate) fn parse_interface_name(text: &str) -> Result<String, ValueError> {
+    let valid = !text.is_empty()
+        && text.len() < 16
+        && text != "."
+        && text != ".."
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(value_error!(
+            "{text:?} is not a network interface name (1-15 characters, no '/', ':' or spaces)"
+        ))
+    }
+}
+
 /// Parses `FwMark`: `off`, decimal, or `0x` hexadecimal as `wg` reads it; 0 means off.
 pub(crate) fn parse_fwmark(text: &str) -> Result<Option<NonZeroU32>, ValueError> {
     if text.eq_ignore_ascii_case("off") {

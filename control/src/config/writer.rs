@@ -2,7 +2,7 @@
 
 use std::fmt::{Display, Write as _};
 
-use super::{CipherSuite, Config, RoutingTable};
+use super::{CipherSuite, Config, RoutingTable, XdpMode};
 
 pub(super) fn write(config: &Config) -> String {
     let interface = &config.interface;
@@ -44,6 +44,10 @@ pub(super) fn write(config: &Config) -> String {
     }
     if let Some(scale) = &interface.test_timer_scale {
         out.pair("TestTimerScale", scale);
+    }
+    out.list("Attach", &interface.attach);
+    if interface.xdp_mode != XdpMode::Auto {
+        out.pair("XdpMode", &interface.xdp_mode);
     }
     for peer in &config.peers {
         out.0.push_str("\n[Peer]\n");
