@@ -27,6 +27,7 @@ use crate::peer::{Peer, PendingHandshake, Slot};
 use crate::tai64n::Tai64N;
 use crate::timers::Timers;
 
+mod data_plane;
 mod inner;
 
 /// A peer's handle within its node.
@@ -34,6 +35,11 @@ mod inner;
 pub struct PeerId(usize);
 
 impl PeerId {
+    /// The data plane's name for this peer (the same index).
+    pub fn data_plane(self) -> warpline_dataplane::sessions::PeerId {
+        warpline_dataplane::sessions::PeerId(u32::try_from(self.0).unwrap_or(u32::MAX))
+    }
+
     /// The id of the `index`-th peer added (for tests that build ids without a node).
     #[cfg(test)]
     pub(crate) fn for_tests(index: usize) -> Self {
@@ -220,6 +226,8 @@ pub struct Node<R> {
     load: LoadMeter,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// Bumped whenever what the data plane must know changes: sessions, endpoints, peers.
+    generation: u64,
 }
 
 impl<R> std::fmt::Debug for Node<R> {
@@ -269,6 +277,7 @@ impl<R: CryptoRngCore> Node<R> {
             load: LoadMeter::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            generation: 0,
         }
     }
 
@@ -292,6 +301,7 @@ impl<R: CryptoRngCore> Node<R> {
         self.peers
             .push(Peer::new(remote, peer.endpoint, peer.persistent_keepalive));
         self.by_key.insert(peer.public_key, id);
+        self.generation += 1;
         Ok(id)
     }
 
@@ -308,11 +318,13 @@ impl<R: CryptoRngCore> Node<R> {
         let key = *peer.public_key();
         self.by_key.remove(&key);
         self.by_index.retain(|_, owner| *owner != id);
+        self.generation += 1;
     }
 
     /// Changes where a peer's packets go (`warpline set ... endpoint`).
     pub fn set_endpoint(&mut self, id: PeerId, endpoint: Option<SocketAddr>) {
         self.peers[id.0].endpoint = endpoint;
+        self.generation += 1;
     }
 
     /// A peer's state.
@@ -416,6 +428,7 @@ impl<R: CryptoRngCore> Node<R> {
         if peer.endpoint != Some(from) {
             peer.endpoint = Some(from);
             self.events.push_back(Event::EndpointChanged(id, from));
+            self.generation += 1;
         }
     }
 
@@ -456,7 +469,8 @@ impl<R: CryptoRngCore> Node<R> {
         let (mut response, keys) =
             noise::create_response(&peer.remote, received, local_index, &mut self.rng)?;
         peer.cookies.stamp(&mut response, now);
-        peer.install(session_from(keys, now), now);
+        peer.install(session_from(keys, now, id), now);
+        self.generation += 1;
         peer.note_sent(now);
         self.note_authenticated(id, now, from);
         self.transmits.push_back(Transmit {
@@ -487,7 +501,8 @@ impl<R: CryptoRngCore> Node<R> {
             .filter(|p| p.state.local_index() == message.receiver_index())
             .ok_or(DropReason::Unexpected)?;
         let keys = noise::consume_response(&self.local, &peer.remote, &pending.state, &message)?;
-        peer.install(session_from(keys, now), now);
+        peer.install(session_from(keys, now, id), now);
+        self.generation += 1;
         self.note_authenticated(id, now, from);
         self.events.push_back(Event::HandshakeCompleted(id));
         self.flush_queue(now, id);
@@ -539,6 +554,7 @@ impl<R: CryptoRngCore> Node<R> {
         peer.stats.rx_bytes += datagram.len() as u64;
         if slot == Slot::Next {
             peer.confirm_next();
+            self.generation += 1;
             self.events.push_back(Event::HandshakeCompleted(id));
         }
         self.note_authenticated(id, now, from);
@@ -684,6 +700,7 @@ impl<R: CryptoRngCore> Node<R> {
                     .is_some_and(|t| now >= t + timers.wipe_after())
             {
                 peer.wipe();
+                self.generation += 1;
                 self.events.push_back(Event::KeysWiped(id));
                 continue;
             }
@@ -769,7 +786,7 @@ fn persistent_keepalive_deadline(peer: &Peer) -> Option<Time> {
     Some(peer.last_sent.map_or(Time::ZERO, |sent| sent + interval))
 }
 
-fn session_from(mut keys: SessionKeys, now: Time) -> Session {
+fn session_from(mut keys: SessionKeys, now: Time, id: PeerId) -> Session {
     let params = SessionParams {
         local_index: keys.local_index,
         remote_index: keys.remote_index,
@@ -778,7 +795,7 @@ fn session_from(mut keys: SessionKeys, now: Time) -> Session {
         established: now,
     };
     let (mut send, mut recv) = (keys.send, keys.recv);
-    let session = Session::new(params, &mut send, &mut recv);
+    let session = Session::new(params, id.data_plane(), &mut send, &mut recv);
     zeroize::Zeroize::zeroize(&mut keys);
     session
 }

@@ -1,10 +1,11 @@
 //! One established WireGuard session (a keypair): what a worker needs to seal and open
 //! transport data. Sans-IO: the caller passes the time and owns the buffers.
 
-use zeroize::Zeroize;
+use std::sync::Arc;
 
-use crate::aead::{PacketKey, Suite, TAG_LEN};
-use crate::replay::{REJECT_AFTER_MESSAGES, ReplayError, ReplayWindow};
+use crate::aead::{Suite, TAG_LEN};
+use crate::replay::ReplayError;
+use crate::sessions::{PeerId, SharedSession, TrafficTotals};
 use crate::time::Time;
 use crate::wire::wireguard::{TRANSPORT_HEADER_LEN, Transport, padded_len, write_transport_header};
 
@@ -55,37 +56,39 @@ impl From<ReplayError> for OpenError {
     }
 }
 
-/// A keypair in use: send key and counter, receive key and replay window.
+/// A keypair in use by the control plane: the same [`SharedSession`] the data-plane workers
+/// seal and open with, so every sender takes its counter from one atomic and every receiver
+/// checks one replay window. No (key, counter) pair can be used twice, whoever sends.
 pub struct Session {
     params: SessionParams,
-    send_key: PacketKey,
-    recv_key: PacketKey,
-    next_send_counter: u64,
-    replay: ReplayWindow,
+    shared: Arc<SharedSession>,
+    traffic_seen: TrafficTotals,
 }
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("params", &self.params)
-            .field("next_send_counter", &self.next_send_counter)
+            .field("next_send_counter", &self.next_send_counter())
             .finish_non_exhaustive()
     }
 }
 
 impl Session {
-    /// Expands the keys and zeroizes the caller's raw copies.
-    pub fn new(params: SessionParams, send: &mut [u8; 32], recv: &mut [u8; 32]) -> Self {
-        let session = Self {
-            send_key: PacketKey::new(params.suite, send),
-            recv_key: PacketKey::new(params.suite, recv),
+    /// Expands the keys and zeroizes the caller's raw copies. `peer` is the data plane's name
+    /// for the session's peer.
+    pub fn new(
+        params: SessionParams,
+        peer: PeerId,
+        send: &mut [u8; 32],
+        recv: &mut [u8; 32],
+    ) -> Self {
+        let shared = Arc::new(SharedSession::new(&params, peer, send, recv, 0));
+        Self {
             params,
-            next_send_counter: 0,
-            replay: ReplayWindow::new(),
-        };
-        send.zeroize();
-        recv.zeroize();
-        session
+            shared,
+            traffic_seen: TrafficTotals::default(),
+        }
     }
 
     /// The handshake facts this session was made from.
@@ -93,9 +96,22 @@ impl Session {
         &self.params
     }
 
+    /// The state shared with the data plane, to publish in its session table.
+    pub fn shared(&self) -> &Arc<SharedSession> {
+        &self.shared
+    }
+
+    /// What the data plane moved on this session since the previous call.
+    pub fn take_data_plane_traffic(&mut self) -> TrafficTotals {
+        let now = self.shared.traffic();
+        let delta = now.since(&self.traffic_seen);
+        self.traffic_seen = now;
+        delta
+    }
+
     /// The counter the next sealed message will carry (also: messages sent so far).
     pub fn next_send_counter(&self) -> u64 {
-        self.next_send_counter
+        self.shared.next_send_counter()
     }
 
     /// Seals the payload at `buf[16..16 + payload_len]` in place: zero-pads it (never past
@@ -106,23 +122,23 @@ impl Session {
         payload_len: usize,
         mtu: usize,
     ) -> Result<usize, SealError> {
-        let counter = self.next_send_counter;
-        if counter >= REJECT_AFTER_MESSAGES {
-            return Err(SealError::CounterExhausted);
-        }
         let padded = padded_len(payload_len, mtu);
         if buf.len() < TRANSPORT_HEADER_LEN + padded + TAG_LEN {
             return Err(SealError::BufferTooSmall);
         }
+        let counter = self
+            .shared
+            .take_send_counter()
+            .ok_or(SealError::CounterExhausted)?;
         write_transport_header(buf, self.params.remote_index, counter)
             .map_err(|_| SealError::BufferTooSmall)?;
         let body = &mut buf[TRANSPORT_HEADER_LEN..];
         body[payload_len..padded].fill(0);
         let sealed = self
-            .send_key
+            .shared
+            .send_key()
             .seal_in_place(counter, &[], body, padded)
             .map_err(|_| SealError::BufferTooSmall)?;
-        self.next_send_counter = counter + 1;
         Ok(TRANSPORT_HEADER_LEN + sealed)
     }
 
@@ -132,12 +148,14 @@ impl Session {
     pub fn open(&mut self, message: &mut [u8]) -> Result<(u64, usize), OpenError> {
         let mut transport = Transport::new_checked(message).map_err(|_| OpenError::Malformed)?;
         let counter = transport.counter();
-        self.replay.check(counter)?;
+        let replay = self.shared.replay();
+        replay.check(counter)?;
         let len = self
-            .recv_key
+            .shared
+            .recv_key()
             .open_in_place(counter, &[], transport.ciphertext_mut())
             .map_err(|_| OpenError::BadTag)?;
-        self.replay.accept(counter)?;
+        replay.accept(counter)?;
         Ok((counter, len))
     }
 }
@@ -154,8 +172,8 @@ mod tests {
             we_initiated,
             established: Time::ZERO,
         };
-        let a = Session::new(params(1, 2, true), &mut [1; 32], &mut [2; 32]);
-        let b = Session::new(params(2, 1, false), &mut [2; 32], &mut [1; 32]);
+        let a = Session::new(params(1, 2, true), PeerId(0), &mut [1; 32], &mut [2; 32]);
+        let b = Session::new(params(2, 1, false), PeerId(0), &mut [2; 32], &mut [1; 32]);
         (a, b)
     }
 
@@ -187,7 +205,6 @@ mod tests {
         forged[8..16].copy_from_slice(&100_000u64.to_le_bytes());
         assert_eq!(b.open(&mut forged[..len]), Err(OpenError::BadTag));
         let mut next = [0u8; 64];
-        a.next_send_counter = 2;
         let len = a.seal(&mut next, 0, 1420).unwrap();
         assert_eq!(b.open(&mut next[..len]).map(|r| r.0), Ok(2));
     }
@@ -199,7 +216,8 @@ mod tests {
             a.seal(&mut [0u8; 20], 0, 1420),
             Err(SealError::BufferTooSmall)
         );
-        a.next_send_counter = REJECT_AFTER_MESSAGES;
+        a.shared()
+            .set_next_send_counter(crate::replay::REJECT_AFTER_MESSAGES);
         assert_eq!(
             a.seal(&mut [0u8; 64], 0, 1420),
             Err(SealError::CounterExhausted)

@@ -474,3 +474,81 @@ fn a_peer_cannot_be_added_twice_or_be_ourselves() {
         Err(AddPeerError::WeakKey)
     );
 }
+
+/// What a worker does to a shared session when it seals one data packet.
+fn worker_seals(session: &warpline_dataplane::sessions::SharedSession) -> u64 {
+    let counter = session.take_send_counter().unwrap();
+    session.count_sent(148);
+    counter
+}
+
+fn transport_counter(message: &[u8]) -> u64 {
+    assert_eq!(message[0], 4, "a transport message");
+    u64::from_le_bytes(message[8..16].try_into().unwrap())
+}
+
+#[test]
+fn data_plane_traffic_drives_rotation_keepalives_and_shares_send_counters() {
+    let mut lab = Lab::new(Suite::ChaCha20Poly1305, [0; 32]);
+    lab.a.initiate(lab.now, lab.a_peer);
+    // The node's own confirming keepalive is lost: only data-plane traffic can confirm.
+    lab.deliver_filtered(|_, payload| payload[0] != 4);
+    let b_generation = lab.b.generation();
+    let b_view = lab.b.data_plane_peers().next().unwrap();
+    assert!(
+        b_view.sending.is_none(),
+        "unconfirmed: the responder must not send"
+    );
+    assert_eq!(b_view.receiving.len(), 1);
+    let a_view = lab.a.data_plane_peers().next().unwrap();
+    let a_session = a_view.sending.expect("the initiator sends at once");
+    assert_eq!(a_session.local_index(), b_view.receiving[0].remote_index());
+
+    // Worker on A seals 5 packets (after the node's lost keepalive, counter 0); worker on B
+    // opens them.
+    for expected in 1..6 {
+        assert_eq!(worker_seals(&a_session), expected);
+        b_view.receiving[0].count_received(148, false);
+    }
+    lab.now = lab.now + Duration::from_millis(10);
+    lab.a.absorb_data_plane_traffic(lab.now);
+    lab.b.absorb_data_plane_traffic(lab.now);
+    assert!(
+        lab.events_b()
+            .contains(&Event::HandshakeCompleted(lab.b_peer))
+    );
+    assert_ne!(
+        lab.b.generation(),
+        b_generation,
+        "the table must be republished"
+    );
+    let b_sending = lab.b.data_plane_peers().next().unwrap().sending;
+    assert!(b_sending.is_some(), "confirmed by the data plane's traffic");
+    assert_eq!(
+        lab.a.peer(lab.a_peer).stats().tx_bytes,
+        32 + 5 * 148,
+        "keepalive + data"
+    );
+    assert_eq!(lab.b.peer(lab.b_peer).stats().rx_bytes, 5 * 148);
+
+    // B received data and sent nothing: it owes a keepalive, which the node sends through
+    // the shared counter. A sent data and heard nothing: after the silence timeout it
+    // starts a new handshake. Both timers must fire from data-plane traffic alone.
+    let keepalive_due = lab.now + Timers::WIREGUARD.keepalive_timeout;
+    lab.b.handle_timeout(keepalive_due);
+    let keepalive = lab.b.poll_transmit().expect("a passive keepalive");
+    assert_eq!(transport_counter(&keepalive.payload), 0);
+    let silence = lab.now + Timers::WIREGUARD.new_handshake_after_silence();
+    lab.a.handle_timeout(silence);
+    let initiation = lab.a.poll_transmit().expect("a handshake after silence");
+    assert_eq!(initiation.payload[0], 1, "an initiation");
+
+    // The node's own sends continue A's shared counter after the worker's.
+    let mut out = vec![0u8; 64];
+    let (_, len) = lab
+        .a
+        .send_packet(silence, lab.a_peer, &[], &mut out)
+        .unwrap()
+        .unwrap();
+    assert_eq!(transport_counter(&out[..len]), 6);
+}

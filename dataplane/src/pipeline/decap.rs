@@ -154,6 +154,7 @@ fn decap_one<'s>(
         .open_in_place(counter, &[], &mut message[TRANSPORT_HEADER_LEN..])
         .map_err(|_| DropReason::BadTag)?;
     session.replay().accept(counter).map_err(replay_reason)?;
+    session.count_received(outer.message_len, plain_len == 0);
 
     let peer = session.peer();
     note_endpoint(snapshot, peer, &outer, events);

@@ -149,6 +149,7 @@ fn encap_one(
     write_transport_header(&mut buf[message_start..], session.remote_index(), counter)
         .map_err(|_| DropReason::NoRoom)?;
     let message_len = TRANSPORT_HEADER_LEN + padded + TAG_LEN;
+    session.count_sent(message_len);
 
     let ip_buf = &mut buf[eth_len..];
     let ethertype = match endpoint.addr {

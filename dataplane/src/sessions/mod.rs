@@ -90,6 +90,52 @@ pub struct SharedSession {
     recv_key: PacketKey,
     send_counter: AtomicU64,
     replay: AtomicReplayWindow,
+    traffic: SessionTraffic,
+}
+
+/// What the data plane moved on one session, counted by the workers (relaxed atomics: exact
+/// totals, no ordering with anything else) and read by the control plane for `show`, metrics
+/// and the protocol timers that depend on traffic (keepalives, rekey after silence).
+#[derive(Debug, Default)]
+struct SessionTraffic {
+    rx_packets: AtomicU64,
+    rx_keepalives: AtomicU64,
+    rx_bytes: AtomicU64,
+    tx_packets: AtomicU64,
+    tx_bytes: AtomicU64,
+}
+
+/// A reading of a session's traffic counters, or the difference of two readings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrafficTotals {
+    /// Authenticated transport messages received (keepalives included).
+    pub rx_packets: u64,
+    /// Of those, keepalives.
+    pub rx_keepalives: u64,
+    /// Bytes of received transport messages (WireGuard header, ciphertext and tag).
+    pub rx_bytes: u64,
+    /// Transport messages sent.
+    pub tx_packets: u64,
+    /// Bytes of sent transport messages.
+    pub tx_bytes: u64,
+}
+
+impl TrafficTotals {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &TrafficTotals) -> TrafficTotals {
+        TrafficTotals {
+            rx_packets: self.rx_packets.wrapping_sub(earlier.rx_packets),
+            rx_keepalives: self.rx_keepalives.wrapping_sub(earlier.rx_keepalives),
+            rx_bytes: self.rx_bytes.wrapping_sub(earlier.rx_bytes),
+            tx_packets: self.tx_packets.wrapping_sub(earlier.tx_packets),
+            tx_bytes: self.tx_bytes.wrapping_sub(earlier.tx_bytes),
+        }
+    }
+
+    /// Whether anything that was not a keepalive arrived.
+    pub fn received_data(&self) -> bool {
+        self.rx_packets > self.rx_keepalives
+    }
 }
 
 impl std::fmt::Debug for SharedSession {
@@ -126,6 +172,7 @@ impl SharedSession {
             recv_key: PacketKey::new(params.suite, recv),
             send_counter: AtomicU64::new(first_send_counter),
             replay: AtomicReplayWindow::new(),
+            traffic: SessionTraffic::default(),
         };
         send.zeroize();
         recv.zeroize();
@@ -165,6 +212,44 @@ impl SharedSession {
     /// The receive replay window.
     pub fn replay(&self) -> &AtomicReplayWindow {
         &self.replay
+    }
+
+    /// Counts one authenticated received message of `bytes` bytes (data-plane workers).
+    #[inline]
+    pub fn count_received(&self, bytes: usize, keepalive: bool) {
+        self.traffic.rx_packets.fetch_add(1, Ordering::Relaxed);
+        self.traffic
+            .rx_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        if keepalive {
+            self.traffic.rx_keepalives.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one sent message of `bytes` bytes (data-plane workers).
+    #[inline]
+    pub fn count_sent(&self, bytes: usize) {
+        self.traffic.tx_packets.fetch_add(1, Ordering::Relaxed);
+        self.traffic
+            .tx_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The traffic counters now.
+    pub fn traffic(&self) -> TrafficTotals {
+        let t = &self.traffic;
+        TrafficTotals {
+            rx_packets: t.rx_packets.load(Ordering::Relaxed),
+            rx_keepalives: t.rx_keepalives.load(Ordering::Relaxed),
+            rx_bytes: t.rx_bytes.load(Ordering::Relaxed),
+            tx_packets: t.tx_packets.load(Ordering::Relaxed),
+            tx_bytes: t.tx_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Moves the send counter (tests, and a standby resuming in a new counter epoch).
+    pub fn set_next_send_counter(&self, counter: u64) {
+        self.send_counter.store(counter, Ordering::Relaxed);
     }
 
     /// The counter the next sealed message will get (messages sent, from the epoch start).
