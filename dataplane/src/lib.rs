@@ -29,5 +29,6 @@ pub mod sessions;
 pub mod time;
 pub mod tun;
 pub mod wire;
+pub mod worker;
 pub mod xdp;
 pub mod xsk;

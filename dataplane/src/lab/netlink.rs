@@ -10,6 +10,10 @@
 //! A netlink socket acts in the network namespace of the thread that opened
 //! it; open it from inside the namespace you mean (see [`super::NetNs::run`]).
 
+mod lookup;
+
+pub use lookup::RouteTo;
+
 use std::{
     io,
     net::IpAddr,

@@ -354,6 +354,13 @@ impl TunQueue {
         }
     }
 
+    /// A second handle on the same queue (a duplicated descriptor), so another thread can
+    /// write packets to the kernel through it; writes are whole packets, so they never
+    /// interleave. Its counters start at zero.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(Self::new(self.fd.try_clone()?, self.vnet_hdr))
+    }
+
     /// Whether frames on this queue carry virtio-net headers.
     pub fn vnet_hdr(&self) -> bool {
         self.vnet_hdr

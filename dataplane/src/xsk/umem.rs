@@ -316,6 +316,13 @@ impl Umem {
         &mut self.frame_bytes_mut(&mut packet.frame)[offset..offset + len]
     }
 
+    /// The whole frame a packet lives in, writable (the packet is at
+    /// `[packet.offset()..][..packet.len()]`), for in-place work that grows
+    /// headers in front of the packet or a tag behind it.
+    pub fn packet_frame_mut<'a>(&'a self, packet: &'a mut Packet) -> &'a mut [u8] {
+        self.frame_bytes_mut(&mut packet.frame)
+    }
+
     /// The first byte of `frame`, checked to be this UMEM's and in bounds.
     fn frame_start(&self, frame: &Frame) -> *mut u8 {
         assert_eq!(

@@ -1,0 +1,147 @@
+//! A worker's counters, published for the control plane to read.
+//!
+//! The worker counts in plain integers ([`DropCounters`]) and copies them here once per batch
+//! with relaxed stores: each counter has one writer, so readers see a recent, exact total
+//! without any read-modify-write on the hot path. The struct is cache-line aligned so two
+//! workers' counters never share a line.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::pipeline::{DROP_REASONS, DropCounters, DropReason};
+
+/// Counters one worker publishes.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct WorkerStats {
+    drops: [AtomicU64; DROP_REASONS],
+    to_inner: AtomicU64,
+    to_outer: AtomicU64,
+    to_control: AtomicU64,
+    keepalives: AtomicU64,
+    extra: [AtomicU64; EXTRA_COUNTERS],
+}
+
+/// Worker-level events that are not pipeline verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum WorkerCounter {
+    /// Frames received on the AF_XDP socket.
+    RxFrames,
+    /// Frames handed to the AF_XDP TX ring.
+    TxFrames,
+    /// Packets read from the TUN queue (GSO frames count once per segment).
+    TunReads,
+    /// Inner packets that could not be written to the TUN queue.
+    TunWriteErrors,
+    /// Frames dropped because the TX ring stayed full.
+    TxRingFull,
+    /// Inner packets dropped because no free UMEM frame was left.
+    NoFreeFrame,
+    /// Events for the control plane lost because its queue was full.
+    EventsLost,
+    /// Times the worker went to sleep in `poll` after its busy-poll budget ran out.
+    Sleeps,
+}
+
+const EXTRA_COUNTERS: usize = 8;
+
+impl WorkerCounter {
+    /// Every counter, in index order.
+    pub const ALL: [WorkerCounter; EXTRA_COUNTERS] = [
+        WorkerCounter::RxFrames,
+        WorkerCounter::TxFrames,
+        WorkerCounter::TunReads,
+        WorkerCounter::TunWriteErrors,
+        WorkerCounter::TxRingFull,
+        WorkerCounter::NoFreeFrame,
+        WorkerCounter::EventsLost,
+        WorkerCounter::Sleeps,
+    ];
+
+    /// A stable snake_case name, for `show` and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            WorkerCounter::RxFrames => "rx_frames",
+            WorkerCounter::TxFrames => "tx_frames",
+            WorkerCounter::TunReads => "tun_reads",
+            WorkerCounter::TunWriteErrors => "tun_write_errors",
+            WorkerCounter::TxRingFull => "tx_ring_full",
+            WorkerCounter::NoFreeFrame => "no_free_frame",
+            WorkerCounter::EventsLost => "events_lost",
+            WorkerCounter::Sleeps => "sleeps",
+        }
+    }
+}
+
+/// A worker's counters as plain numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerTotals {
+    /// Pipeline verdict counters.
+    pub pipeline: DropCounters,
+    /// Worker-level counters, indexed by [`WorkerCounter`].
+    pub extra: [u64; EXTRA_COUNTERS],
+}
+
+impl WorkerTotals {
+    /// One worker-level counter.
+    pub fn get(&self, counter: WorkerCounter) -> u64 {
+        self.extra[counter as usize]
+    }
+}
+
+impl WorkerStats {
+    /// Copies the worker's own counters out (one writer: plain stores suffice).
+    pub fn publish(&self, totals: &WorkerTotals) {
+        let store = |cell: &AtomicU64, value: u64| cell.store(value, Ordering::Relaxed);
+        for (cell, value) in self.drops.iter().zip(totals.pipeline.drops) {
+            store(cell, value);
+        }
+        store(&self.to_inner, totals.pipeline.to_inner);
+        store(&self.to_outer, totals.pipeline.to_outer);
+        store(&self.to_control, totals.pipeline.to_control);
+        store(&self.keepalives, totals.pipeline.keepalives);
+        for (cell, value) in self.extra.iter().zip(totals.extra) {
+            store(cell, value);
+        }
+    }
+
+    /// The latest published totals.
+    pub fn read(&self) -> WorkerTotals {
+        let load = |cell: &AtomicU64| cell.load(Ordering::Relaxed);
+        let mut totals = WorkerTotals::default();
+        for (value, cell) in totals.pipeline.drops.iter_mut().zip(&self.drops) {
+            *value = load(cell);
+        }
+        totals.pipeline.to_inner = load(&self.to_inner);
+        totals.pipeline.to_outer = load(&self.to_outer);
+        totals.pipeline.to_control = load(&self.to_control);
+        totals.pipeline.keepalives = load(&self.keepalives);
+        for (value, cell) in totals.extra.iter_mut().zip(&self.extra) {
+            *value = load(cell);
+        }
+        totals
+    }
+
+    /// Drops for one pipeline reason, as last published.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize].load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_totals_read_back_exactly() {
+        let stats = WorkerStats::default();
+        let mut totals = WorkerTotals::default();
+        totals.pipeline.drops[DropReason::BadTag as usize] = 7;
+        totals.pipeline.to_inner = 11;
+        totals.extra[WorkerCounter::Sleeps as usize] = 3;
+        stats.publish(&totals);
+        assert_eq!(stats.read(), totals);
+        assert_eq!(stats.drops(DropReason::BadTag), 7);
+        assert_eq!(stats.read().get(WorkerCounter::Sleeps), 3);
+    }
+}
