@@ -69,6 +69,7 @@ fn inner_addresses(packet: &[u8]) -> Option<(IpAddr, IpAddr)> {
 pub struct Tunnel<R> {
     node: Node<R>,
     routes: AllowedIps<PeerId>,
+    route_changes: u64,
 }
 
 impl<R: CryptoRngCore> Tunnel<R> {
@@ -77,6 +78,7 @@ impl<R: CryptoRngCore> Tunnel<R> {
         Self {
             node,
             routes: AllowedIps::new(),
+            route_changes: 0,
         }
     }
 
@@ -91,12 +93,14 @@ impl<R: CryptoRngCore> Tunnel<R> {
         for prefix in allowed_ips {
             self.routes.insert(*prefix, id);
         }
+        self.route_changes += 1;
         Ok(id)
     }
 
     /// Removes a peer and every route to it.
     pub fn remove_peer(&mut self, peer: PeerId) {
         self.routes.remove_value(peer);
+        self.route_changes += 1;
         self.node.remove_peer(peer);
     }
 
@@ -106,6 +110,18 @@ impl<R: CryptoRngCore> Tunnel<R> {
         for prefix in allowed_ips {
             self.routes.insert(*prefix, peer);
         }
+        self.route_changes += 1;
+    }
+
+    /// Changes whenever routes, peers, sessions or endpoints changed (what the data plane's
+    /// table is built from).
+    pub fn generation(&self) -> u64 {
+        self.node.generation() + self.route_changes
+    }
+
+    /// Every routed prefix and its peer.
+    pub fn routes(&self) -> impl Iterator<Item = (IpPrefix, PeerId)> + '_ {
+        self.routes.iter()
     }
 
     /// The protocol node.

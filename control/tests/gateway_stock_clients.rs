@@ -229,6 +229,24 @@ fn assert_peer_active(gateway: &Warpline, public_key: &str) -> serde_json::Value
 
 #[test]
 fn boringtun_client_reaches_a_server_through_the_gateway() {
+    boringtun_client_through_gateway(GatewayMode::Portable);
+}
+
+#[test]
+fn boringtun_client_reaches_a_server_through_an_xdp_gateway() {
+    boringtun_client_through_gateway(GatewayMode::Xdp);
+}
+
+/// How the gateway carries its tunnels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GatewayMode {
+    /// Kernel UDP socket (no `Attach`).
+    Portable,
+    /// XDP on the client-facing veth, AF_XDP workers.
+    Xdp,
+}
+
+fn boringtun_client_through_gateway(mode: GatewayMode) {
     if let Err(reason) = require_root() {
         println!("skipping: {reason}");
         return;
@@ -241,12 +259,16 @@ fn boringtun_client_reaches_a_server_through_the_gateway() {
     let (gateway_key, client_key) = (PrivateKey::generate(), PrivateKey::generate());
     let client_public = client_key.public_key().to_base64();
 
-    let gateway = warpline_up(
-        &lab.gateway,
-        &dir,
-        &format!("{}g", unique_name()),
-        &gateway_config(&gateway_key, std::slice::from_ref(&client_public)),
-    );
+    let mut config = gateway_config(&gateway_key, std::slice::from_ref(&client_public));
+    if mode == GatewayMode::Xdp {
+        let wan = &lab.clients[0].1.b.name;
+        config = config.replacen(
+            "[Interface]\n",
+            &format!("[Interface]\nAttach = {wan}\nXdpMode = native\n"),
+            1,
+        );
+    }
+    let gateway = warpline_up(&lab.gateway, &dir, &format!("{}g", unique_name()), &config);
     let ifname = format!("{}b", unique_name());
     let mut boringtun = start_boringtun(&dir, lab.client(0), 0, &ifname, &client_key, &gateway_key);
     let _echo_v4 = UdpEcho::start(&lab.server, SocketAddr::new(ip(SERVER_V4), ECHO_PORT));
@@ -333,10 +355,35 @@ fn boringtun_client_reaches_a_server_through_the_gateway() {
         "wg show dump: no handshake or transfer for the gateway peer: {line}"
     );
 
+    // In XDP mode the tunnel's data went through the AF_XDP worker, not the kernel socket.
+    let show = gateway.show_json();
+    let workers = show["workers"].as_array().cloned().unwrap_or_default();
+    println!("gateway workers ({mode:?}): {workers:?}");
+    if mode == GatewayMode::Xdp {
+        assert_eq!(
+            workers.len(),
+            2,
+            "one AF_XDP worker plus the kernel loop: {show:#}"
+        );
+        let xdp_rx = workers[0]["rx_packets"].as_u64().unwrap_or(0);
+        let xdp_tx = workers[0]["tx_packets"].as_u64().unwrap_or(0);
+        assert!(
+            xdp_rx > 1000 && xdp_tx > 1000,
+            "the AF_XDP worker moved too little (rx {xdp_rx}, tx {xdp_tx}): {show:#}"
+        );
+        assert!(
+            workers[1]["rx_packets"].as_u64().unwrap_or(0) < xdp_rx / 10,
+            "most data should bypass the kernel socket: {show:#}"
+        );
+    }
+
     boringtun.assert_running();
     drop(boringtun);
     gateway.down();
-    println!("boringtun-cli interop took {:?}", started.elapsed());
+    println!(
+        "boringtun-cli interop ({mode:?}) took {:?}",
+        started.elapsed()
+    );
 }
 
 /// How many `warpline up` clients share the gateway in the many-clients test.

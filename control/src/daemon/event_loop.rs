@@ -16,6 +16,7 @@ use warpline_dataplane::time::Time;
 use warpline_dataplane::tun::SCRATCH_LEN;
 
 use super::DaemonError;
+use super::data_plane::DataPlane;
 use super::interface::Interface;
 use super::snapshot::{self, LoopCounters};
 use crate::config::Config;
@@ -30,6 +31,8 @@ use crate::tunnel::Tunnel;
 const BUDGET: usize = 64;
 /// The longest the loop sleeps, so a stop request is noticed promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
+/// In XDP mode, how often the loop hears the workers (events, traffic for the timers).
+const DATA_PLANE_TICK: Duration = Duration::from_millis(5);
 
 /// Everything the loop runs with.
 pub struct Parts<'a> {
@@ -112,6 +115,18 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
     let port = config.interface.listen_port.unwrap_or(0);
     let udp = bind_udp(port)?;
     let listen_port = udp.local_addr().ok().map(|a| a.port());
+    let start = Instant::now();
+    let mut data_plane = if config.interface.attach.is_empty() {
+        None
+    } else {
+        let queues = std::mem::take(&mut interface.worker_queues);
+        Some(DataPlane::start(
+            &config,
+            listen_port.unwrap_or(port),
+            queues,
+            start,
+        )?)
+    };
     let v6 = udp.local_addr().is_ok_and(|a| a.is_ipv6());
     let mut preshared: HashSet<PublicKey> = config
         .peers
@@ -157,12 +172,22 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         })
         .map_err(|e| DaemonError::Control(e.to_string()))?;
 
-    let start = Instant::now();
     let mut counters = LoopCounters::default();
     let mut datagram = vec![0u8; 65536];
     let mut scratch = vec![0u8; SCRATCH_LEN];
     let mut sealed = vec![0u8; 65536 + 64];
-    let fds = [udp.as_raw_fd(), interface.queue.as_fd().as_raw_fd()];
+    // In XDP mode the workers own the TUN queues; the loop only writes (kernel-path packets).
+    let fds_both = [udp.as_raw_fd(), interface.queue.as_fd().as_raw_fd()];
+    let fds = if data_plane.is_some() {
+        &fds_both[..1]
+    } else {
+        &fds_both[..]
+    };
+    let max_sleep = if data_plane.is_some() {
+        DATA_PLANE_TICK
+    } else {
+        MAX_SLEEP
+    };
     let mut down_requested = false;
 
     while !stop.load(Ordering::Relaxed) && !down_requested {
@@ -170,8 +195,8 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         let sleep = tunnel
             .node()
             .poll_timeout()
-            .map_or(MAX_SLEEP, |t| t.saturating_since(now).min(MAX_SLEEP));
-        wait(&fds, sleep)?;
+            .map_or(max_sleep, |t| t.saturating_since(now).min(max_sleep));
+        wait(fds, sleep)?;
         let now = Time::from_duration(start.elapsed());
 
         for _ in 0..BUDGET {
@@ -193,6 +218,9 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         }
 
         for _ in 0..BUDGET {
+            if data_plane.is_some() {
+                break;
+            }
             let read = interface.queue.read_packets(&mut scratch, |packet| {
                 match tunnel.outbound(now, packet, &mut sealed) {
                     Ok(Some((to, len))) => {
@@ -211,6 +239,9 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
             }
         }
 
+        if let Some(data_plane) = &mut data_plane {
+            data_plane.tick(now, &mut tunnel);
+        }
         if tunnel.node().poll_timeout().is_some_and(|t| t <= now) {
             tunnel.node_mut().handle_timeout(now);
         }
@@ -231,7 +262,10 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
                     &name,
                     &config,
                     &tunnel,
-                    &counters,
+                    snapshot::workers(
+                        &counters,
+                        data_plane.as_ref().map(DataPlane::worker_snapshots),
+                    ),
                     listen_port,
                     wall_clock_at_start,
                     &|key| preshared.contains(key),
@@ -256,6 +290,9 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         }
     }
     control.shutdown();
+    if let Some(data_plane) = data_plane {
+        data_plane.shutdown();
+    }
     Ok(())
 }
 

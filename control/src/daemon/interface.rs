@@ -8,11 +8,15 @@ use super::DaemonError;
 use super::setup::DEFAULT_MTU;
 use crate::config::{Config, RoutingTable};
 
-/// The TUN device and its one queue (the portable loop is single-threaded).
+/// The TUN device: the event loop's queue, plus one queue per data-plane worker in XDP mode.
 #[derive(Debug)]
 pub struct Interface {
-    /// The queue the event loop reads and writes.
+    /// The queue the event loop writes (and, in portable mode, reads). In XDP mode it is a
+    /// second handle on the first worker's queue, used only for the few packets that reach
+    /// the kernel socket.
     pub queue: TunQueue,
+    /// One queue per data-plane worker (empty in portable mode).
+    pub worker_queues: Vec<TunQueue>,
 }
 
 fn step(
@@ -32,13 +36,16 @@ fn step(
 impl Interface {
     /// Creates the TUN device, sets MTU and addresses, brings it up and adds a route for each
     /// peer's allowed IPs (unless `Table = off`). The device disappears with the process.
-    pub fn create(name: &str, config: &Config) -> Result<Self, DaemonError> {
+    /// `worker_queues` is 0 in portable mode, else the number of data-plane workers.
+    pub fn create(name: &str, config: &Config, worker_queues: usize) -> Result<Self, DaemonError> {
         const ROOT_HINT: &str = " (warpline up needs root or CAP_NET_ADMIN)";
-        let tun = Tun::create(name, 1, Offloads::ALL).map_err(|e| DaemonError::Interface {
-            name: name.to_owned(),
-            what: "creating the TUN device",
-            source: std::io::Error::other(e.to_string()),
-            hint: ROOT_HINT,
+        let tun = Tun::create(name, worker_queues.max(1), Offloads::ALL).map_err(|e| {
+            DaemonError::Interface {
+                name: name.to_owned(),
+                what: "creating the TUN device",
+                source: std::io::Error::other(e.to_string()),
+                hint: ROOT_HINT,
+            }
         })?;
         let mut netlink = Netlink::open().map_err(step(name, "opening netlink", ROOT_HINT))?;
         let index = netlink
@@ -79,11 +86,20 @@ impl Interface {
                     ))?;
             }
         }
-        let queue = tun
-            .into_queues()
-            .into_iter()
-            .next()
-            .expect("one queue was asked for");
-        Ok(Self { queue })
+        let mut queues = tun.into_queues();
+        if worker_queues == 0 {
+            let queue = queues.pop().expect("one queue was asked for");
+            return Ok(Self {
+                queue,
+                worker_queues: Vec::new(),
+            });
+        }
+        let queue = queues[0]
+            .try_clone()
+            .map_err(step(name, "sharing a TUN queue", ""))?;
+        Ok(Self {
+            queue,
+            worker_queues: queues,
+        })
     }
 }

@@ -6,6 +6,7 @@
 //! workers plug in beside it (handshakes keep using this socket, since the XDP program
 //! passes them to the kernel).
 
+mod data_plane;
 mod event_loop;
 mod hooks;
 mod interface;
@@ -84,6 +85,14 @@ pub enum DaemonError {
         /// How it failed.
         failure: String,
     },
+    /// The XDP data plane could not be set up.
+    #[error("XDP data plane: {what}: {reason}")]
+    DataPlane {
+        /// The step that failed.
+        what: &'static str,
+        /// Why, with what to do.
+        reason: String,
+    },
     /// The control socket could not be set up.
     #[error("control socket: {0}")]
     Control(String),
@@ -148,18 +157,35 @@ pub fn up(options: &UpOptions) -> Result<(), DaemonError> {
     }
     let hook_commands = config.interface.hooks.clone();
     hooks::run(hooks::Stage::PreUp, &hook_commands.pre_up, &name)?;
-    let mut interface = interface::Interface::create(&name, &config)?;
+    let worker_queues = if config.interface.attach.is_empty() {
+        0
+    } else {
+        data_plane::DataPlane::queues_needed(&config)?
+    };
+    let mut interface = interface::Interface::create(&name, &config, worker_queues)?;
     hooks::run(hooks::Stage::PostUp, &hook_commands.post_up, &name)?;
     let control_path = match &options.control_socket {
         Some(path) => path.clone(),
         None => crate::ctl::socket_path(&name).map_err(|e| DaemonError::Control(e.to_string()))?,
     };
-    tracing::info!(
-        interface = %name,
-        public_key = %tunnel.node().public_key(),
-        peers = config.peers.len(),
-        "warpline up (portable mode: kernel UDP socket and TUN; no Attach configured)"
-    );
+    if config.interface.attach.is_empty() {
+        tracing::info!(
+            interface = %name,
+            public_key = %tunnel.node().public_key(),
+            peers = config.peers.len(),
+            "warpline up (portable mode: kernel UDP socket and TUN; no Attach configured)"
+        );
+    } else {
+        tracing::info!(
+            interface = %name,
+            public_key = %tunnel.node().public_key(),
+            peers = config.peers.len(),
+            attach = ?config.interface.attach,
+            workers = worker_queues,
+            "warpline up (XDP mode: AF_XDP workers on the attached NICs, handshakes on a \
+             kernel UDP socket)"
+        );
+    }
     let result = event_loop::run(event_loop::Parts {
         name: name.clone(),
         config,

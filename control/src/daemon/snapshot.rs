@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::ctl::model::{InterfaceSnapshot, PeerSnapshot, WorkerSnapshot};
 use crate::tunnel::{Tunnel, TunnelDrop};
 
-/// Counters of the portable event loop, shown as worker 0.
+/// Counters of the event loop (the kernel UDP socket), shown as the last worker.
 #[derive(Debug, Default)]
 pub struct LoopCounters {
     /// Datagrams received on the UDP socket.
@@ -25,7 +25,7 @@ pub fn build<R: CryptoRngCore>(
     name: &str,
     config: &Config,
     tunnel: &Tunnel<R>,
-    counters: &LoopCounters,
+    workers: Vec<WorkerSnapshot>,
     listen_port: Option<u16>,
     wall_clock_at_start: Duration,
     preshared: &dyn Fn(&crate::keys::PublicKey) -> bool,
@@ -52,23 +52,34 @@ pub fn build<R: CryptoRngCore>(
             }
         })
         .collect();
+    InterfaceSnapshot {
+        name: name.to_owned(),
+        public_key: config.interface.private_key.public_key().to_base64(),
+        listen_port,
+        peers,
+        workers,
+    }
+}
+
+/// The per-worker counters `show` lists: XDP workers first, then the event loop's kernel
+/// socket (alone in portable mode).
+pub fn workers(
+    counters: &LoopCounters,
+    data_plane_workers: Option<Vec<WorkerSnapshot>>,
+) -> Vec<WorkerSnapshot> {
     let mut drops: Vec<(String, u64)> = counters
         .drops
         .iter()
         .map(|(reason, count)| (reason.to_string(), *count))
         .collect();
     drops.sort();
-    InterfaceSnapshot {
-        name: name.to_owned(),
-        public_key: config.interface.private_key.public_key().to_base64(),
-        listen_port,
-        peers,
-        workers: vec![WorkerSnapshot {
-            id: 0,
-            core: None,
-            rx_packets: counters.rx_packets,
-            tx_packets: counters.tx_packets,
-            drops,
-        }],
-    }
+    let mut workers = data_plane_workers.unwrap_or_default();
+    workers.push(WorkerSnapshot {
+        id: workers.len(),
+        core: None,
+        rx_packets: counters.rx_packets,
+        tx_packets: counters.tx_packets,
+        drops,
+    });
+    workers
 }

@@ -510,7 +510,7 @@ fn data_plane_traffic_drives_rotation_keepalives_and_shares_send_counters() {
         assert_eq!(worker_seals(&a_session), expected);
         b_view.receiving[0].count_received(148, false);
     }
-    lab.now = lab.now + Duration::from_millis(10);
+    lab.now += Duration::from_millis(10);
     lab.a.absorb_data_plane_traffic(lab.now);
     lab.b.absorb_data_plane_traffic(lab.now);
     assert!(

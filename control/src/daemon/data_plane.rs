@@ -1,0 +1,384 @@
+//! XDP mode: the steering program on every `Attach` NIC, one AF_XDP worker per queue, and
+//! the control plane's side of the hand-off (ARCHITECTURE principles 3 and 4).
+//!
+//! The event loop keeps the kernel UDP socket for handshakes (the XDP program passes them)
+//! and calls [`DataPlane::tick`] every few milliseconds: it drains the workers' events
+//! (handshake needed, endpoint moved), feeds the sessions' traffic counters to the node's
+//! timers, and republishes the session table when the node's state changed. Endpoint MAC
+//! addresses come from the peer's last packet when a worker saw one, else from the kernel's
+//! route and neighbour tables over netlink.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rand_core::CryptoRngCore;
+use warpline_dataplane::lab::Netlink;
+use warpline_dataplane::pipeline::{HEADROOM, L2Info, TAILROOM};
+use warpline_dataplane::sessions::{self, Endpoint, SessionTable, Snapshot};
+use warpline_dataplane::time::Time;
+use warpline_dataplane::tun::TunQueue;
+use warpline_dataplane::wire::ethernet::MacAddr;
+use warpline_dataplane::worker::{
+    Worker, WorkerConfig, WorkerCounter, WorkerEvent, WorkerStats, WorkerTotals,
+};
+use warpline_dataplane::xdp::{AttachMode, AttachedMode, Role, Steering};
+use warpline_dataplane::xsk::{self, SocketConfig, Umem, UmemConfig, XskSocket};
+
+use super::DaemonError;
+use crate::config::{Config, XdpMode};
+use crate::ctl::model::WorkerSnapshot;
+use crate::tunnel::Tunnel;
+
+/// UMEM frame size: holds an MTU-sized inner packet with [`HEADROOM`] and [`TAILROOM`], and
+/// a received frame behind the kernel's 256-byte XDP headroom.
+const FRAME_SIZE: u32 = 4096;
+/// Frames per worker (16 MiB of UMEM each).
+const FRAMES_PER_WORKER: u32 = 4096;
+/// Empty rounds a worker spins before it sleeps in `poll`.
+const BUSY_POLL_ROUNDS: u32 = 256;
+/// Bound of the workers' event queue.
+const EVENT_QUEUE: usize = 4096;
+/// How often unresolved endpoint MACs are looked up again.
+const RESOLVE_RETRY: Duration = Duration::from_millis(500);
+
+/// One NIC the gateway is attached to.
+#[derive(Debug)]
+struct Attached {
+    name: String,
+    if_index: u32,
+    steering: Steering,
+}
+
+/// The running data plane.
+pub struct DataPlane {
+    table: SessionTable,
+    events: Receiver<WorkerEvent>,
+    stats: Vec<(Arc<WorkerStats>, Option<usize>)>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    attached: Vec<Attached>,
+    published_generation: Option<u64>,
+    learned: HashMap<sessions::PeerId, Endpoint>,
+    netlink: Netlink,
+    unresolved_since: Option<Instant>,
+}
+
+impl std::fmt::Debug for DataPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataPlane")
+            .field("workers", &self.stats.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn failed(what: &'static str) -> impl FnOnce(String) -> DaemonError {
+    move |reason| DaemonError::DataPlane { what, reason }
+}
+
+fn attach_mode(mode: XdpMode) -> AttachMode {
+    match mode {
+        XdpMode::Auto => AttachMode::Auto,
+        XdpMode::Native => AttachMode::Native,
+        XdpMode::Generic => AttachMode::Generic,
+    }
+}
+
+/// The NIC's MAC and its first IPv4 and global IPv6 address.
+fn local_addresses(
+    netlink: &mut Netlink,
+    name: &str,
+    if_index: u32,
+) -> Result<(MacAddr, Option<Ipv4Addr>, Option<Ipv6Addr>), DaemonError> {
+    let link = netlink
+        .link_by_index(if_index)
+        .map_err(|e| failed("reading the NIC")(format!("{name}: {e}")))?;
+    let mac = MacAddr::try_from(&link.mac[..]).map_err(|_| {
+        failed("reading the NIC")(format!(
+            "{name} has no Ethernet address; attach an Ethernet NIC"
+        ))
+    })?;
+    let addresses = netlink
+        .addresses(if_index)
+        .map_err(|e| failed("reading the NIC's addresses")(format!("{name}: {e}")))?;
+    let v4 = addresses.iter().find_map(|(ip, _)| match ip {
+        IpAddr::V4(v4) => Some(*v4),
+        IpAddr::V6(_) => None,
+    });
+    let v6 = addresses.iter().find_map(|(ip, _)| match ip {
+        IpAddr::V6(v6) if !v6.is_unicast_link_local() => Some(*v6),
+        _ => None,
+    });
+    Ok((mac, v4, v6))
+}
+
+impl DataPlane {
+    /// Attaches the steering program to every `Attach` NIC, binds one AF_XDP socket per queue
+    /// and starts one worker per queue on `tun_queues` (one TUN queue each; there must be as
+    /// many as [`DataPlane::queues_needed`] said).
+    pub fn start(
+        config: &Config,
+        listen_port: u16,
+        mut tun_queues: Vec<TunQueue>,
+        origin: Instant,
+    ) -> Result<Self, DaemonError> {
+        let mtu = config.interface.mtu.map_or(super::DEFAULT_MTU, usize::from);
+        let room = FRAME_SIZE as usize - HEADROOM - TAILROOM;
+        if mtu > room {
+            return Err(failed("checking the MTU")(format!(
+                "MTU {mtu} does not fit a {FRAME_SIZE}-byte UMEM frame; XDP mode takes MTU <= {room}"
+            )));
+        }
+        xsk::raise_memlock_limit().map_err(|e| failed("raising RLIMIT_MEMLOCK")(e.to_string()))?;
+        let mut netlink = Netlink::open().map_err(|e| failed("opening netlink")(e.to_string()))?;
+        let (events_tx, events) = mpsc::sync_channel(EVENT_QUEUE);
+        let stop = Arc::new(AtomicBool::new(false));
+        let table = SessionTable::new(Snapshot::new());
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut attached = Vec::new();
+        let mut workers = Vec::new();
+        for name in &config.interface.attach {
+            let link = netlink
+                .link_by_name(name)
+                .map_err(|e| failed("finding the Attach NIC")(format!("{name}: {e}")))?;
+            let (mac, local_v4, local_v6) = local_addresses(&mut netlink, name, link.index)?;
+            let queues = link.rx_queues.max(1);
+            let mut steering = Steering::attach(
+                link.index,
+                Role::Wan,
+                attach_mode(config.interface.xdp_mode),
+                queues,
+            )
+            .map_err(|e| failed("attaching XDP")(format!("{name}: {e}")))?;
+            steering
+                .add_listen_port(listen_port)
+                .map_err(|e| failed("configuring XDP")(format!("{name}: {e}")))?;
+            let l2 = L2Info {
+                src_mac: mac,
+                vlan_tci: None,
+                local_v4,
+                local_v6,
+                port: listen_port,
+                ttl: 64,
+                mtu,
+            };
+            for queue in 0..queues {
+                let (umem, pool) = Umem::new(UmemConfig {
+                    frame_size: FRAME_SIZE,
+                    frame_count: FRAMES_PER_WORKER,
+                    headroom: 0,
+                })
+                .map_err(|e| failed("creating a UMEM")(e.to_string()))?;
+                let socket = XskSocket::bind(&umem, &SocketConfig::new(link.index, queue))
+                    .map_err(|e| failed("binding AF_XDP")(format!("{name} queue {queue}: {e}")))?;
+                steering
+                    .set_socket(queue, socket.as_fd())
+                    .map_err(|e| failed("registering the socket")(format!("{name}: {e}")))?;
+                let index = workers.len();
+                let tun = tun_queues.pop().ok_or_else(|| {
+                    failed("starting workers")("fewer TUN queues than NIC queues".to_owned())
+                })?;
+                tracing::info!(
+                    nic = %name,
+                    queue,
+                    worker = index,
+                    core = index % cores,
+                    bind = ?socket.bound_mode(),
+                    "AF_XDP worker ready"
+                );
+                workers.push(Worker {
+                    socket,
+                    pool,
+                    tun,
+                    sessions: table.reader(),
+                    events: events_tx.clone(),
+                    stats: Arc::new(WorkerStats::default()),
+                    config: WorkerConfig {
+                        index,
+                        core: Some(index % cores),
+                        l2,
+                        busy_poll_rounds: BUSY_POLL_ROUNDS,
+                        origin,
+                    },
+                });
+            }
+            let mode = match steering.attached_mode() {
+                AttachedMode::Native => "native",
+                AttachedMode::Generic => "generic",
+            };
+            tracing::info!(nic = %name, queues, mode, port = listen_port, "XDP attached");
+            attached.push(Attached {
+                name: name.clone(),
+                if_index: link.index,
+                steering,
+            });
+        }
+        let stats = workers
+            .iter()
+            .map(|w| (Arc::clone(&w.stats), w.config.core))
+            .collect();
+        let mut threads = Vec::new();
+        for worker in workers {
+            let stop = Arc::clone(&stop);
+            let name = format!("wl-worker-{}", worker.config.index);
+            let thread = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || worker.run(&stop))
+                .map_err(|e| failed("starting a worker thread")(e.to_string()))?;
+            threads.push(thread);
+        }
+        Ok(Self {
+            table,
+            events,
+            stats,
+            stop,
+            threads,
+            attached,
+            published_generation: None,
+            learned: HashMap::new(),
+            netlink,
+            unresolved_since: None,
+        })
+    }
+
+    /// TUN queues the data plane needs: one per queue of every `Attach` NIC.
+    pub fn queues_needed(config: &Config) -> Result<usize, DaemonError> {
+        let mut netlink = Netlink::open().map_err(|e| failed("opening netlink")(e.to_string()))?;
+        let mut total = 0;
+        for name in &config.interface.attach {
+            let link = netlink.link_by_name(name).map_err(|e| {
+                failed("finding the Attach NIC")(format!(
+                    "{name}: {e} (is the name right, and in this network namespace?)"
+                ))
+            })?;
+            total += link.rx_queues.max(1) as usize;
+        }
+        Ok(total)
+    }
+
+    /// Runs the control plane's side: worker events, traffic-driven timers, table updates.
+    pub fn tick<R: CryptoRngCore>(&mut self, now: Time, tunnel: &mut Tunnel<R>) {
+        let mut endpoints_moved = false;
+        while let Ok(event) = self.events.try_recv() {
+            let node = tunnel.node_mut();
+            match event {
+                WorkerEvent::EndpointSeen(seen) => {
+                    if let Some(id) = node.peer_from_data_plane(seen.peer) {
+                        self.learned.insert(seen.peer, seen.endpoint());
+                        node.data_plane_endpoint_seen(id, seen.addr);
+                        endpoints_moved = true;
+                    }
+                }
+                WorkerEvent::HandshakeNeeded(peer, _) => {
+                    if let Some(id) = node.peer_from_data_plane(peer) {
+                        node.initiate(now, id);
+                    }
+                }
+            }
+        }
+        tunnel.node_mut().absorb_data_plane_traffic(now);
+        let retry_due = self
+            .unresolved_since
+            .is_some_and(|since| since.elapsed() >= RESOLVE_RETRY);
+        if endpoints_moved || retry_due || self.published_generation != Some(tunnel.generation()) {
+            self.publish(tunnel);
+        }
+    }
+
+    fn publish<R: CryptoRngCore>(&mut self, tunnel: &Tunnel<R>) {
+        let mut snapshot = Snapshot::new();
+        let mut unresolved = false;
+        for peer in tunnel.node().data_plane_peers() {
+            let id = peer.id.data_plane();
+            for session in peer.receiving {
+                snapshot.insert_session(session);
+            }
+            let endpoint = peer.endpoint.and_then(|addr| {
+                let endpoint = self.endpoint_with_mac(id, addr);
+                unresolved |= endpoint.is_none();
+                endpoint
+            });
+            let entry = snapshot.peer_mut(id);
+            entry.current = peer.sending;
+            entry.endpoint = endpoint;
+        }
+        for (prefix, peer) in tunnel.routes() {
+            snapshot.routes_mut().insert(prefix, peer.data_plane());
+        }
+        self.table.publish(snapshot);
+        self.published_generation = Some(tunnel.generation());
+        self.unresolved_since = unresolved.then(Instant::now);
+    }
+
+    /// The endpoint with the MAC of its next hop: learned from the peer's last packet, else
+    /// from the kernel's route and neighbour tables.
+    fn endpoint_with_mac(&mut self, peer: sessions::PeerId, addr: SocketAddr) -> Option<Endpoint> {
+        if let Some(learned) = self.learned.get(&peer).filter(|e| e.addr == addr) {
+            return Some(*learned);
+        }
+        let route = self.netlink.route_to(addr.ip()).ok()?;
+        if !self.attached.iter().any(|a| a.if_index == route.if_index) {
+            tracing::debug!(%addr, "endpoint is not reached through an attached NIC");
+            return None;
+        }
+        let mac = self
+            .netlink
+            .neighbour(route.if_index, route.next_hop(addr.ip()))
+            .ok()??;
+        Some(Endpoint { addr, mac })
+    }
+
+    /// The workers' counters, for `show` and metrics.
+    pub fn worker_snapshots(&self) -> Vec<WorkerSnapshot> {
+        self.stats
+            .iter()
+            .enumerate()
+            .map(|(id, (stats, core))| worker_snapshot(id, *core, &stats.read()))
+            .collect()
+    }
+
+    /// Stops the workers, then detaches XDP (sockets and UMEMs go with the workers).
+    pub fn shutdown(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads {
+            if thread.join().is_err() {
+                tracing::error!("a data-plane worker panicked");
+            }
+        }
+        for attached in self.attached {
+            tracing::info!(nic = %attached.name, "XDP detached");
+            drop(attached.steering);
+        }
+    }
+}
+
+fn worker_snapshot(id: usize, core: Option<usize>, totals: &WorkerTotals) -> WorkerSnapshot {
+    let mut drops: Vec<(String, u64)> = warpline_dataplane::pipeline::DropReason::ALL
+        .iter()
+        .map(|reason| (reason.name().to_owned(), totals.pipeline.get(*reason)))
+        .chain(
+            [
+                WorkerCounter::TunWriteErrors,
+                WorkerCounter::TxRingFull,
+                WorkerCounter::NoFreeFrame,
+                WorkerCounter::EventsLost,
+            ]
+            .iter()
+            .map(|c| (c.name().to_owned(), totals.get(*c))),
+        )
+        .filter(|(_, count)| *count > 0)
+        .collect();
+    drops.sort();
+    WorkerSnapshot {
+        id,
+        core,
+        rx_packets: totals.get(WorkerCounter::RxFrames),
+        tx_packets: totals.get(WorkerCounter::TxFrames),
+        drops,
+    }
+}
