@@ -60,7 +60,8 @@ fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 /// Two gateways A and B in their own namespaces, joined by a veth, each running
-/// `warpline up` with `extra` appended to its `[Interface]` section.
+/// `warpline up` with `extra` appended to its `[Interface]` section (`{wan}` there names
+/// its end of the veth) and `peer_extra` to its `[Peer]` section.
 struct Pair {
     a: Host,
     b: Host,
@@ -73,8 +74,14 @@ struct Pair {
 }
 
 fn two_gateways(extra_a: &str, extra_b: &str) -> Pair {
+    two_gateways_with(extra_a, extra_b, "")
+}
+
+fn two_gateways_with(extra_a: &str, extra_b: &str, peer_extra: &str) -> Pair {
     let (a, b) = (Host::new("a").unwrap(), Host::new("b").unwrap());
     let veth = Veth::new(&a, &b, 1).unwrap();
+    let extra_a = extra_a.replace("{wan}", &veth.a.name);
+    let extra_b = extra_b.replace("{wan}", &veth.b.name);
     a.add_address(&veth.a, "10.201.0.1".parse().unwrap(), 24)
         .unwrap();
     b.add_address(&veth.b, "10.201.0.2".parse().unwrap(), 24)
@@ -89,7 +96,8 @@ fn two_gateways(extra_a: &str, extra_b: &str) -> Pair {
         &name_a,
         &format!(
             "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = 10.88.0.1/32\n{extra_a}\n\
-             [Peer]\nPublicKey = {}\nAllowedIPs = 10.88.0.2/32\nEndpoint = 10.201.0.2:51820\n",
+             [Peer]\nPublicKey = {}\nAllowedIPs = 10.88.0.2/32\nEndpoint = 10.201.0.2:51820\n\
+             {peer_extra}\n",
             key_a.to_base64(),
             key_b.public_key().to_base64()
         ),
@@ -99,7 +107,7 @@ fn two_gateways(extra_a: &str, extra_b: &str) -> Pair {
         &name_b,
         &format!(
             "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = 10.88.0.2/32\n{extra_b}\n\
-             [Peer]\nPublicKey = {}\nAllowedIPs = 10.88.0.1/32\n",
+             [Peer]\nPublicKey = {}\nAllowedIPs = 10.88.0.1/32\n{peer_extra}\n",
             key_b.to_base64(),
             key_a.public_key().to_base64()
         ),
@@ -291,12 +299,40 @@ fn two_gateways_carry_udp_through_the_tunnel() {
 
 #[test]
 fn rekeying_under_traffic_loses_at_most_a_handful_of_packets() {
+    if let Some(pair) = rekeying_under_traffic("TestTimerScale = 40", "") {
+        let _ = std::fs::remove_dir_all(&pair.dir);
+    }
+}
+
+/// Site to site with XDP and AF_XDP workers on both gateways and the AES-256-GCM suite:
+/// the workers seal and open while the control planes rekey every 3 s.
+#[test]
+fn rekeying_under_traffic_between_xdp_gateways_with_aes_gcm() {
+    let Some(pair) = rekeying_under_traffic(
+        "TestTimerScale = 40\nAttach = {wan}\nXdpMode = native",
+        "Cipher = aes256gcm",
+    ) else {
+        return;
+    };
+    for log in ["a.log", "b.log"] {
+        let text = std::fs::read_to_string(pair.dir.join(log)).unwrap_or_default();
+        assert!(
+            text.contains("AF_XDP worker ready") && text.contains("XDP detached"),
+            "{log}: the gateway did not run (and stop) its AF_XDP worker:\n{text}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&pair.dir);
+}
+
+/// Streams numbered datagrams A -> B -> A across several rekeys; returns the pair (stopped)
+/// for further checks of its logs.
+fn rekeying_under_traffic(interface_extra: &str, peer_extra: &str) -> Option<Pair> {
     if let Err(reason) = require_root() {
         println!("skipping: {reason}");
-        return;
+        return None;
     }
     // Timers 40x fast: rekey after 3 s, reject after 4.5 s, keepalive after 0.25 s.
-    let mut pair = two_gateways("TestTimerScale = 40", "TestTimerScale = 40");
+    let mut pair = two_gateways_with(interface_extra, interface_extra, peer_extra);
     let echo = pair
         .b
         .run(|| UdpSocket::bind("10.88.0.2:9000").expect("bind on the TUN address"));
@@ -348,6 +384,20 @@ fn rekeying_under_traffic_loses_at_most_a_handful_of_packets() {
     });
     stop_echo.store(true, std::sync::atomic::Ordering::Relaxed);
     echo_thread.join().unwrap();
+    for daemon in [&pair.daemon_a, &pair.daemon_b] {
+        let Response::Show(snapshot) = ctl::request(&daemon.socket, &Request::Show).unwrap() else {
+            panic!("show failed");
+        };
+        let moved: Vec<u64> = snapshot.workers.iter().map(|w| w.rx_packets).collect();
+        println!("packets received per worker (AF_XDP workers, then the kernel socket): {moved:?}");
+        if interface_extra.contains("Attach") {
+            assert!(
+                moved.len() == 2 && moved[0] >= 700 && moved[1] < 100,
+                "the AF_XDP worker should carry the data, the kernel socket only handshakes: \
+                 {moved:?}"
+            );
+        }
+    }
     stop(&mut pair.daemon_a);
     stop(&mut pair.daemon_b);
     let log = std::fs::read_to_string(pair.dir.join("a.log")).unwrap();
@@ -365,5 +415,5 @@ fn rekeying_under_traffic_loses_at_most_a_handful_of_packets() {
         "{} of {sent} datagrams lost across {handshakes} handshakes",
         sent - received
     );
-    let _ = std::fs::remove_dir_all(&pair.dir);
+    Some(pair)
 }
