@@ -259,15 +259,12 @@ fn boringtun_client_through_gateway(mode: GatewayMode) {
     let (gateway_key, client_key) = (PrivateKey::generate(), PrivateKey::generate());
     let client_public = client_key.public_key().to_base64();
 
-    let mut config = gateway_config(&gateway_key, std::slice::from_ref(&client_public));
-    if mode == GatewayMode::Xdp {
-        let wan = &lab.clients[0].1.b.name;
-        config = config.replacen(
-            "[Interface]\n",
-            &format!("[Interface]\nAttach = {wan}\nXdpMode = native\n"),
-            1,
-        );
-    }
+    let config = gateway_config_for(
+        &lab,
+        mode,
+        &gateway_key,
+        std::slice::from_ref(&client_public),
+    );
     let gateway = warpline_up(&lab.gateway, &dir, &format!("{}g", unique_name()), &config);
     let ifname = format!("{}b", unique_name());
     let mut boringtun = start_boringtun(&dir, lab.client(0), 0, &ifname, &client_key, &gateway_key);
@@ -488,6 +485,38 @@ fn fifty_warpline_clients_use_the_gateway_at_once() {
 
 #[test]
 fn a_roaming_client_keeps_its_tunnel() {
+    roaming_client(GatewayMode::Portable);
+}
+
+/// Roaming seen by an AF_XDP worker: the new source address (and MAC) reaches the control
+/// plane as an event, and replies follow it.
+#[test]
+fn a_roaming_client_keeps_its_tunnel_through_an_xdp_gateway() {
+    roaming_client(GatewayMode::Xdp);
+}
+
+/// The gateway's config for `lab`, in XDP mode attached to client 0's link.
+fn gateway_config_for(
+    lab: &Lab,
+    mode: GatewayMode,
+    key: &PrivateKey,
+    clients: &[String],
+) -> String {
+    let config = gateway_config(key, clients);
+    match mode {
+        GatewayMode::Portable => config,
+        GatewayMode::Xdp => config.replacen(
+            "[Interface]\n",
+            &format!(
+                "[Interface]\nAttach = {}\nXdpMode = native\n",
+                lab.clients[0].1.b.name
+            ),
+            1,
+        ),
+    }
+}
+
+fn roaming_client(mode: GatewayMode) {
     if let Err(reason) = require_root() {
         println!("skipping: {reason}");
         return;
@@ -502,7 +531,12 @@ fn a_roaming_client_keeps_its_tunnel() {
         &lab.gateway,
         &dir,
         &format!("{}g", unique_name()),
-        &gateway_config(&gateway_key, std::slice::from_ref(&client_public)),
+        &gateway_config_for(
+            &lab,
+            mode,
+            &gateway_key,
+            std::slice::from_ref(&client_public),
+        ),
     );
     let client = warpline_up(
         lab.client(0),
@@ -619,7 +653,15 @@ fn a_roaming_client_keeps_its_tunnel() {
         text.contains(&format!("endpoint: {new_outer}:51820")),
         "warpline show does not report the new endpoint:\n{text}"
     );
+    if mode == GatewayMode::Xdp {
+        let show = gateway.show_json();
+        let worker_rx = show["workers"][0]["rx_packets"].as_u64().unwrap_or(0);
+        assert!(
+            worker_rx >= u64::from(total) / 2,
+            "the AF_XDP worker did not carry the stream ({worker_rx} of {total}): {show:#}"
+        );
+    }
     client.down();
     gateway.down();
-    println!("roaming took {:?}", started.elapsed());
+    println!("roaming ({mode:?}) took {:?}", started.elapsed());
 }
