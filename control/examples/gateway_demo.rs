@@ -1,7 +1,7 @@
 //! The lab demo behind `cargo xtask demo`: a warpline gateway, two warpline clients
 //! (ChaCha20-Poly1305 and the AES-256-GCM extension) and a stock WireGuard client
 //! (boringtun-cli configured with `wg`, when installed), each in its own network namespace,
-//! joined by veth links; every client streams TCP through its tunnel to the gateway for a
+//! joined by veth links; the gateway attaches XDP to its links and runs AF_XDP workers; every client streams TCP through its tunnel to the gateway for a
 //! few seconds while a live line shows throughput; then a summary table and the gateway's
 //! `warpline show`. Needs root (namespaces, TUN); everything it creates goes away with it.
 //!
@@ -207,6 +207,10 @@ fn main() {
     println!(
         "warpline lab demo: a gateway and its clients in network namespaces, {seconds} s of TCP"
     );
+    println!(
+        "  the gateway runs in XDP mode: the steering program on each client link, one AF_XDP \
+         worker per link queue; the clients run warpline's portable mode or boringtun-cli"
+    );
     let gateway = Host::new("gw").expect("namespace");
     let gateway_key = PrivateKey::generate();
     let stock_tools = find_tool("boringtun-cli").zip(find_tool("wg"));
@@ -246,8 +250,10 @@ fn main() {
         );
     }
     let mut gateway_peers = String::new();
+    let mut gateway_links = Vec::new();
     for (i, client) in clients.iter().enumerate() {
         let veth = Veth::new(&gateway, &client.host, 1).expect("veth");
+        gateway_links.push(veth.a.name.clone());
         let subnet = 100 + i;
         gateway
             .add_address(&veth.a, format!("10.{subnet}.0.1").parse().unwrap(), 24)
@@ -268,8 +274,10 @@ fn main() {
         &dir,
         &gw_name,
         &format!(
-            "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = 10.99.0.1/32\n{gateway_peers}",
-            gateway_key.to_base64()
+            "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = 10.99.0.1/32\n\
+             Attach = {}\nXdpMode = native\n{gateway_peers}",
+            gateway_key.to_base64(),
+            gateway_links.join(", ")
         ),
     );
     let gw_socket = dir.join("gateway.sock");
@@ -368,9 +376,31 @@ fn main() {
         legend.join(" | ")
     );
     let start = Instant::now();
+    let mut last_packets = (0u64, Instant::now());
+    let mut gateway_line = String::new();
     while start.elapsed() < Duration::from_secs(seconds) {
         std::thread::sleep(Duration::from_millis(250));
         let secs = start.elapsed().as_secs_f64();
+        if let Ok(Response::Show(snapshot)) = ctl::request(&gw_socket, &Request::Show) {
+            let packets: u64 = snapshot
+                .workers
+                .iter()
+                .map(|w| w.rx_packets + w.tx_packets)
+                .sum();
+            let elapsed = last_packets.1.elapsed().as_secs_f64().max(1e-3);
+            let rate = packets.saturating_sub(last_packets.0) as f64 / elapsed;
+            last_packets = (packets, Instant::now());
+            let up = snapshot
+                .peers
+                .iter()
+                .filter(|p| p.latest_handshake_unix_secs.is_some())
+                .count();
+            gateway_line = format!(
+                "| gateway {:>6.0} kpps, {up}/{} peers handshaken",
+                rate / 1e3,
+                snapshot.peers.len()
+            );
+        }
         let rates: Vec<String> = clients
             .iter()
             .map(|c| {
@@ -380,7 +410,10 @@ fn main() {
                 )
             })
             .collect();
-        print!("\r  {secs:4.1} s   {}   ", rates.join("   "));
+        print!(
+            "\r  {secs:4.1} s   {}   {gateway_line}  ",
+            rates.join("   ")
+        );
         let _ = std::io::stdout().flush();
     }
     stop.store(true, Relaxed);
