@@ -47,6 +47,17 @@ const EVENT_QUEUE: usize = 4096;
 /// How often unresolved endpoint MACs are looked up again.
 const RESOLVE_RETRY: Duration = Duration::from_millis(500);
 
+/// Test hook for the fault tests: `WARPLINE_TEST_WORKER_PANIC_AFTER=<frames>` makes every
+/// worker panic once it has received that many frames. Read once at start.
+fn test_panic_after_frames() -> Option<u64> {
+    let frames = std::env::var("WARPLINE_TEST_WORKER_PANIC_AFTER")
+        .ok()?
+        .parse()
+        .ok()?;
+    tracing::warn!("WARPLINE_TEST_WORKER_PANIC_AFTER is set: workers will panic (fault test)");
+    Some(frames)
+}
+
 /// One NIC the gateway is attached to.
 #[derive(Debug)]
 struct Attached {
@@ -61,6 +72,7 @@ pub struct DataPlane {
     events: Receiver<WorkerEvent>,
     stats: Vec<(Arc<WorkerStats>, Option<usize>)>,
     stop: Arc<AtomicBool>,
+    worker_failed: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     attached: Vec<Attached>,
     published_generation: Option<u64>,
@@ -204,6 +216,7 @@ impl DataPlane {
                         l2,
                         busy_poll_rounds: BUSY_POLL_ROUNDS,
                         origin,
+                        panic_after_frames: test_panic_after_frames(),
                     },
                 });
             }
@@ -222,13 +235,25 @@ impl DataPlane {
             .iter()
             .map(|w| (Arc::clone(&w.stats), w.config.core))
             .collect();
+        let worker_failed = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for worker in workers {
             let stop = Arc::clone(&stop);
-            let name = format!("wl-worker-{}", worker.config.index);
+            let worker_failed = Arc::clone(&worker_failed);
             let thread = std::thread::Builder::new()
-                .name(name)
-                .spawn(move || worker.run(&stop))
+                .name(format!("wl-worker-{}", worker.config.index))
+                .spawn(move || {
+                    // A worker that dies must take the gateway down with it: a data plane
+                    // missing a queue would blackhole that queue's tunnels while looking up.
+                    let run = std::panic::AssertUnwindSafe(|| worker.run(&stop));
+                    if std::panic::catch_unwind(run).is_err() {
+                        // The panic hook has printed the panic with this thread's name; the
+                        // event loop logs the consequence. (Logging from this thread after
+                        // the unwind was seen to block on the stderr lock, so it does not.)
+                        worker_failed.store(true, Ordering::Relaxed);
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                })
                 .map_err(|e| failed("starting a worker thread")(e.to_string()))?;
             threads.push(thread);
         }
@@ -237,6 +262,7 @@ impl DataPlane {
             events,
             stats,
             stop,
+            worker_failed,
             threads,
             attached,
             published_generation: None,
@@ -342,17 +368,23 @@ impl DataPlane {
             .collect()
     }
 
-    /// Stops the workers, then detaches XDP (sockets and UMEMs go with the workers).
-    pub fn shutdown(self) {
+    /// Whether a worker died: the gateway must stop.
+    pub fn worker_failed(&self) -> bool {
+        self.worker_failed.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for DataPlane {
+    /// Stops the workers, then detaches XDP (sockets and UMEMs go with the workers), on
+    /// every way out of the event loop.
+    fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        for thread in self.threads {
-            if thread.join().is_err() {
-                tracing::error!("a data-plane worker panicked");
-            }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
         }
-        for attached in self.attached {
-            tracing::info!(nic = %attached.name, "XDP detached");
+        for attached in self.attached.drain(..) {
             drop(attached.steering);
+            tracing::info!(nic = %attached.name, "XDP detached");
         }
     }
 }

@@ -240,6 +240,16 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         }
 
         if let Some(data_plane) = &mut data_plane {
+            if data_plane.worker_failed() {
+                control.shutdown();
+                return Err(DaemonError::DataPlane {
+                    what: "a worker",
+                    reason: "a data-plane worker panicked; stopping the gateway with XDP \
+                             detached rather than leaving a half-working data plane (see the \
+                             log above for the panic)"
+                        .to_owned(),
+                });
+            }
             data_plane.tick(now, &mut tunnel);
         }
         if tunnel.node().poll_timeout().is_some_and(|t| t <= now) {
@@ -290,9 +300,7 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         }
     }
     control.shutdown();
-    if let Some(data_plane) = data_plane {
-        data_plane.shutdown();
-    }
+    drop(data_plane);
     Ok(())
 }
 

@@ -174,6 +174,17 @@ pub struct Warpline {
 /// Starts `warpline up` in `host` for a config `text`, interface named `name`, and waits
 /// for its control socket.
 pub fn warpline_up(host: &Host, dir: &TempDir, name: &str, text: &str) -> Warpline {
+    warpline_up_with(host, dir, name, text, |_| {})
+}
+
+/// As [`warpline_up`], with `adjust` changing the command first (environment, output).
+pub fn warpline_up_with(
+    host: &Host,
+    dir: &TempDir,
+    name: &str,
+    text: &str,
+    adjust: impl FnOnce(&mut Command),
+) -> Warpline {
     let config = dir.write(&format!("{name}.conf"), text);
     let socket = dir.0.join(format!("{name}.sock"));
     let mut command = command_in(host.netns(), env!("CARGO_BIN_EXE_warpline"));
@@ -182,6 +193,7 @@ pub fn warpline_up(host: &Host, dir: &TempDir, name: &str, text: &str) -> Warpli
         .arg(&config)
         .arg("--control-socket")
         .arg(&socket);
+    adjust(&mut command);
     let mut proc = Proc::spawn(command, &format!("warpline up {name}"));
     proc.wait_for_file(&socket, Duration::from_secs(10));
     Warpline {

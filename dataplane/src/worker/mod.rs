@@ -66,6 +66,8 @@ pub struct WorkerConfig {
     pub busy_poll_rounds: u32,
     /// The control plane's time origin: sessions are timed against it.
     pub origin: Instant,
+    /// Fault tests only: panic once this many frames were received.
+    pub panic_after_frames: Option<u64>,
 }
 
 /// Everything a worker owns.
@@ -154,6 +156,13 @@ impl Worker {
             return 0;
         }
         state.count(WorkerCounter::RxFrames, count as u64);
+        if let Some(limit) = self.config.panic_after_frames {
+            let received = state.totals.get(WorkerCounter::RxFrames);
+            assert!(
+                received < limit,
+                "fault test: worker panics after {limit} frames"
+            );
+        }
         let umem = self.socket.umem().clone();
         let snapshot = self.sessions.load();
         {
