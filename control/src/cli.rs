@@ -52,6 +52,9 @@ pub enum Command {
         /// The control socket (default: /run/warpline/<name>.sock).
         #[arg(long)]
         control_socket: Option<PathBuf>,
+        /// Run in the background; return once the gateway is up (log beside the socket).
+        #[arg(long)]
+        daemon: bool,
     },
     /// Show a running interface: peers, endpoints, handshakes, transfer, drop counters.
     Show {
@@ -109,11 +112,18 @@ impl Cli {
             Command::Up {
                 config,
                 control_socket,
-            } => crate::daemon::up(&crate::daemon::UpOptions {
-                config_path: config,
-                control_socket,
-            })
-            .map_err(CliError::from),
+                daemon,
+            } => {
+                let options = crate::daemon::UpOptions {
+                    config_path: config,
+                    control_socket,
+                };
+                if daemon {
+                    start_in_background(&options, &mut stdout)
+                } else {
+                    crate::daemon::up(&options).map_err(CliError::from)
+                }
+            }
             Command::Show {
                 name,
                 json,
@@ -370,6 +380,20 @@ fn stdout_is_a_file_others_can_access() -> bool {
     {
         false
     }
+}
+
+/// `warpline up --daemon`: starts the gateway in the background and says where it logs.
+fn start_in_background(
+    options: &crate::daemon::UpOptions,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let (pid, log) = crate::daemon::background::start(options)?;
+    writeln!(
+        out,
+        "warpline is up in the background (pid {pid}, log {})",
+        log.display()
+    )
+    .map_err(CliError::WriteOutput)
 }
 
 #[cfg(test)]

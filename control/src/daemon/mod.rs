@@ -6,6 +6,7 @@
 //! workers plug in beside it (handshakes keep using this socket, since the XDP program
 //! passes them to the kernel).
 
+pub mod background;
 mod data_plane;
 mod event_loop;
 mod hooks;
