@@ -386,8 +386,9 @@ fn boringtun_client_through_gateway(mode: GatewayMode) {
 /// How many `warpline up` clients share the gateway in the many-clients test.
 const MANY_CLIENTS: usize = 50;
 
+/// Fifty clients, each on its own link to the gateway, which runs XDP on all fifty links.
 #[test]
-fn fifty_warpline_clients_use_the_gateway_at_once() {
+fn fifty_warpline_clients_use_an_xdp_gateway_at_once() {
     if let Err(reason) = require_root() {
         println!("skipping: {reason}");
         return;
@@ -403,7 +404,7 @@ fn fifty_warpline_clients_use_the_gateway_at_once() {
         &lab.gateway,
         &dir,
         &format!("{}g", unique_name()),
-        &gateway_config(&gateway_key, &publics),
+        &gateway_config_for(&lab, GatewayMode::Xdp, &gateway_key, &publics),
     );
     let clients: Vec<Warpline> = keys
         .iter()
@@ -476,6 +477,20 @@ fn fifty_warpline_clients_use_the_gateway_at_once() {
     for public in &publics {
         assert_peer_active(&gateway, public);
     }
+    // Every client's link has its own AF_XDP worker, and each carried its client's data.
+    let workers = show["workers"].as_array().expect("workers in show --json");
+    assert_eq!(
+        workers.len(),
+        MANY_CLIENTS + 1,
+        "50 AF_XDP workers + the kernel loop"
+    );
+    let idle: Vec<usize> = (0..MANY_CLIENTS)
+        .filter(|&i| workers[i]["rx_packets"].as_u64().unwrap_or(0) < 30)
+        .collect();
+    assert!(
+        idle.is_empty(),
+        "workers that carried no client traffic: {idle:?}"
+    );
     for client in clients {
         client.down();
     }
@@ -495,7 +510,8 @@ fn a_roaming_client_keeps_its_tunnel_through_an_xdp_gateway() {
     roaming_client(GatewayMode::Xdp);
 }
 
-/// The gateway's config for `lab`, in XDP mode attached to client 0's link.
+/// The gateway's config for `lab`; in XDP mode attached to every client link (one AF_XDP
+/// worker per link).
 fn gateway_config_for(
     lab: &Lab,
     mode: GatewayMode,
@@ -505,14 +521,17 @@ fn gateway_config_for(
     let config = gateway_config(key, clients);
     match mode {
         GatewayMode::Portable => config,
-        GatewayMode::Xdp => config.replacen(
-            "[Interface]\n",
-            &format!(
-                "[Interface]\nAttach = {}\nXdpMode = native\n",
-                lab.clients[0].1.b.name
-            ),
-            1,
-        ),
+        GatewayMode::Xdp => {
+            let links: Vec<&str> = lab.clients.iter().map(|(_, veth)| &*veth.b.name).collect();
+            config.replacen(
+                "[Interface]\n",
+                &format!(
+                    "[Interface]\nAttach = {}\nXdpMode = native\n",
+                    links.join(", ")
+                ),
+                1,
+            )
+        }
     }
 }
 
