@@ -684,3 +684,81 @@ fn roaming_client(mode: GatewayMode) {
     gateway.down();
     println!("roaming ({mode:?}) took {:?}", started.elapsed());
 }
+
+/// A client that routes everything through the tunnel (`AllowedIPs = 0.0.0.0/0, ::/0`), as
+/// wg-quick does it: policy rules send unmarked traffic to the tunnel's table, the tunnel's
+/// own (marked) packets keep the main table, and the rules go away with the interface. The
+/// client also has a plain default route via the gateway, so traffic that escaped the tunnel
+/// would still be echoed: the tunnel's byte counters tell the two apart.
+#[test]
+fn a_client_routes_everything_through_the_tunnel() {
+    if let Err(reason) = require_root() {
+        println!("skipping: {reason}");
+        return;
+    }
+    let _serial = serial();
+    let lab = Lab::new(1);
+    let dir = TempDir::new();
+    let (gateway_key, client_key) = (PrivateKey::generate(), PrivateKey::generate());
+    let client_public = client_key.public_key().to_base64();
+    let gateway = warpline_up(
+        &lab.gateway,
+        &dir,
+        &format!("{}g", unique_name()),
+        &gateway_config_for(
+            &lab,
+            GatewayMode::Xdp,
+            &gateway_key,
+            std::slice::from_ref(&client_public),
+        ),
+    );
+    add_route_via(lab.client(0), ip("0.0.0.0"), 0, ip("10.200.0.1"))
+        .expect("a plain default route in the client");
+    let config = warpline_client_config(0, &client_key, &gateway_key).replace(
+        "AllowedIPs = 10.99.0.1/32, 10.202.0.0/24, fd99::1/128, fd02::/64",
+        "AllowedIPs = 0.0.0.0/0, ::/0",
+    );
+    let client = warpline_up(lab.client(0), &dir, &format!("{}c", unique_name()), &config);
+    let _echo = UdpEcho::start(&lab.server, SocketAddr::new(ip(SERVER_V4), ECHO_PORT));
+    let (inner, _) = client_inner(0);
+    let ok = udp_echoes(
+        lab.client(0),
+        SocketAddr::new(inner, 0),
+        SocketAddr::new(ip(SERVER_V4), ECHO_PORT),
+        20,
+        5,
+        Duration::from_millis(700),
+    );
+    assert_eq!(ok, 20, "echoes through the default route: {ok} of 20");
+    // The kernel's own answer: unmarked traffic to the server leaves through the tunnel.
+    let (route, tunnel) = lab
+        .client(0)
+        .netlink(|netlink: &mut Netlink| {
+            let route = netlink.route_to(ip(SERVER_V4))?;
+            Ok((route.if_index, netlink.link_by_name(&client.name)?.index))
+        })
+        .unwrap();
+    assert_eq!(route, tunnel, "the server is not routed through the tunnel");
+    let peer = assert_peer_active(&gateway, &client_public);
+    assert!(
+        peer["rx_bytes"].as_u64().unwrap_or(0) >= 20 * 32,
+        "the echoes did not cross the tunnel: {peer:#}"
+    );
+    client.down();
+    // The rules are gone with the interface: deleting them again finds nothing.
+    let leftover = lab.client(0).netlink(|netlink: &mut Netlink| {
+        let rule = warpline_dataplane::lab::RoutingRule {
+            ipv6: false,
+            table: 51820,
+            not_fwmark: Some(51820),
+            suppress_prefixlen: None,
+        };
+        Ok(netlink.delete_rule(&rule).is_ok())
+    });
+    assert_eq!(
+        leftover.ok(),
+        Some(false),
+        "a policy rule outlived the interface"
+    );
+    gateway.down();
+}

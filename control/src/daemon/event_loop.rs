@@ -79,6 +79,29 @@ fn outgoing(socket_is_v6: bool, to: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Marks every packet the socket sends (`SO_MARK`), so policy routing keeps the tunnel's own
+/// packets out of the tunnel.
+fn set_mark(socket: &UdpSocket, mark: u32) -> Result<(), DaemonError> {
+    // SAFETY: the option value is a live u32 of the length passed; the fd is open.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MARK,
+            std::ptr::from_ref(&mark).cast(),
+            std::mem::size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(DaemonError::Io(std::io::Error::other(format!(
+            "cannot set fwmark {mark} on the UDP socket: {}",
+            std::io::Error::last_os_error()
+        ))))
+    }
+}
+
 fn wait(fds: &[i32], timeout: Duration) -> std::io::Result<()> {
     let mut pollfds: Vec<libc::pollfd> = fds
         .iter()
@@ -114,6 +137,9 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
     } = parts;
     let port = config.interface.listen_port.unwrap_or(0);
     let udp = bind_udp(port)?;
+    if let Some(mark) = interface.fwmark {
+        set_mark(&udp, mark)?;
+    }
     let listen_port = udp.local_addr().ok().map(|a| a.port());
     let start = Instant::now();
     let mut data_plane = if config.interface.attach.is_empty() {

@@ -1,7 +1,7 @@
 //! The inner interface: a TUN device named after the config, with its addresses, MTU and
 //! routes to the peers' allowed IPs, as wg-quick sets them up.
 
-use warpline_dataplane::lab::Netlink;
+use warpline_dataplane::lab::{Netlink, RoutingRule};
 use warpline_dataplane::tun::{Offloads, Tun, TunQueue};
 
 use super::DaemonError;
@@ -17,6 +17,33 @@ pub struct Interface {
     pub queue: TunQueue,
     /// One queue per data-plane worker (empty in portable mode).
     pub worker_queues: Vec<TunQueue>,
+    /// The mark the tunnel's own UDP packets must carry (`FwMark`, or the table of a default
+    /// route through the tunnel), so they bypass it.
+    pub fwmark: Option<u32>,
+    /// Policy rules installed for a default route, removed on drop.
+    rules: Vec<RoutingRule>,
+}
+
+/// The table (and mark) of default routes through the tunnel, as wg-quick's default.
+const DEFAULT_ROUTE_TABLE: u32 = 51820;
+
+impl Drop for Interface {
+    fn drop(&mut self) {
+        // Routes go with the device; rules do not, so they are removed here.
+        if self.rules.is_empty() {
+            return;
+        }
+        match Netlink::open() {
+            Ok(mut netlink) => {
+                for rule in &self.rules {
+                    if let Err(e) = netlink.delete_rule(rule) {
+                        tracing::warn!("could not remove routing rule {rule:?}: {e}");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("could not remove routing rules: {e}"),
+        }
+    }
 }
 
 fn step(
@@ -64,21 +91,59 @@ impl Interface {
         netlink
             .set_up(index)
             .map_err(step(name, "bringing the device up", ""))?;
-        if config.interface.table != RoutingTable::Off {
+        let mut fwmark = config.interface.fwmark.map(|m| m.get());
+        let mut rules = Vec::new();
+        let table = match &config.interface.table {
+            RoutingTable::Off => None,
+            RoutingTable::Auto => Some(MAIN_TABLE),
+            RoutingTable::Id(id) => Some(*id),
+            RoutingTable::Name(table) => Some(table_id(table).map_err(step(
+                name,
+                "resolving Table",
+                " (name it in /etc/iproute2/rt_tables or use a number)",
+            ))?),
+        };
+        if let Some(table) = table {
             for prefix in config.peers.iter().flat_map(|p| &p.allowed_ips) {
-                if prefix.prefix_len() == 0 {
-                    // wg-quick moves default routes into a table of their own with policy
-                    // rules so the tunnel's own packets still reach the endpoint; until that
-                    // exists here, say so instead of installing a route that loops.
-                    tracing::warn!(
-                        %prefix,
-                        "not installing a default route through {name}: policy routing for \
-                         default routes is not implemented yet; route specific prefixes instead"
-                    );
+                let default_route = prefix.prefix_len() == 0;
+                if default_route && config.interface.table == RoutingTable::Auto {
+                    // wg-quick's way: the default route goes to a table of its own, consulted
+                    // for every packet that lacks the tunnel's mark; the tunnel's own packets
+                    // carry the mark and keep using the main table. Main-table routes more
+                    // specific than a default still win (suppress_prefixlength 0).
+                    let mark = *fwmark.get_or_insert(DEFAULT_ROUTE_TABLE);
+                    netlink
+                        .add_route_in_table(index, prefix.addr(), 0, mark)
+                        .map_err(step(name, "adding the default route", ""))?;
+                    let ipv6 = prefix.addr().is_ipv6();
+                    for rule in [
+                        RoutingRule {
+                            ipv6,
+                            table: mark,
+                            not_fwmark: Some(mark),
+                            suppress_prefixlen: None,
+                        },
+                        RoutingRule {
+                            ipv6,
+                            table: MAIN_TABLE,
+                            not_fwmark: None,
+                            suppress_prefixlen: Some(0),
+                        },
+                    ] {
+                        netlink
+                            .add_rule(&rule)
+                            .map_err(step(name, "adding a routing rule", ""))?;
+                        rules.push(rule);
+                    }
+                    if !ipv6 {
+                        // Reverse-path filtering must see the mark, as wg-quick sets it.
+                        let _ = std::fs::write("/proc/sys/net/ipv4/conf/all/src_valid_mark", "1");
+                    }
+                    tracing::info!(%prefix, table = mark, "default route through {name} (policy routing, fwmark {mark})");
                     continue;
                 }
                 netlink
-                    .add_route(index, prefix.addr(), prefix.prefix_len())
+                    .add_route_in_table(index, prefix.addr(), prefix.prefix_len(), table)
                     .map_err(step(
                         name,
                         "adding a route",
@@ -92,6 +157,8 @@ impl Interface {
             return Ok(Self {
                 queue,
                 worker_queues: Vec::new(),
+                fwmark,
+                rules,
             });
         }
         let queue = queues[0]
@@ -100,6 +167,32 @@ impl Interface {
         Ok(Self {
             queue,
             worker_queues: queues,
+            fwmark,
+            rules,
         })
     }
+}
+
+const MAIN_TABLE: u32 = 254;
+
+/// The number of a routing table named in iproute2's `rt_tables` files.
+fn table_id(name: &str) -> std::io::Result<u32> {
+    for file in ["/etc/iproute2/rt_tables", "/usr/share/iproute2/rt_tables"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines() {
+            let mut fields = line.split_whitespace();
+            if let (Some(id), Some(table)) = (fields.next(), fields.next())
+                && table == name
+                && let Ok(id) = id.parse()
+            {
+                return Ok(id);
+            }
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("no routing table named {name:?}"),
+    ))
 }

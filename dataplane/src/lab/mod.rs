@@ -24,7 +24,7 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-pub use netlink::{LinkInfo, Netlink, RouteTo};
+pub use netlink::{LinkInfo, Netlink, RouteTo, RoutingRule};
 
 /// `Err(reason)` when the process is not root, for tests to print
 /// `skipping: <reason>` and return.

@@ -11,8 +11,10 @@
 //! it; open it from inside the namespace you mean (see [`super::NetNs::run`]).
 
 mod lookup;
+mod rules;
 
 pub use lookup::RouteTo;
+pub use rules::RoutingRule;
 
 use std::{
     io,
@@ -434,22 +436,37 @@ impl Netlink {
     /// table), as `ip route add <destination>/<prefix_len> dev <link>` does. The
     /// destination must be the network address (host bits zero), else `EINVAL`.
     pub fn add_route(&mut self, index: u32, destination: IpAddr, prefix_len: u8) -> io::Result<()> {
+        const RT_TABLE_MAIN: u32 = 254;
+        self.add_route_in_table(index, destination, prefix_len, RT_TABLE_MAIN)
+    }
+
+    /// As [`Netlink::add_route`], into routing table `table`
+    /// (`ip route add <destination>/<prefix_len> dev <link> table <table>`).
+    pub fn add_route_in_table(
+        &mut self,
+        index: u32,
+        destination: IpAddr,
+        prefix_len: u8,
+        table: u32,
+    ) -> io::Result<()> {
         const RTM_NEWROUTE: u16 = 24;
-        const RT_TABLE_MAIN: u8 = 254;
+        const RT_TABLE_COMPAT: u8 = 252;
         const RTPROT_STATIC: u8 = 4;
         const RT_SCOPE_LINK: u8 = 253;
         const RTN_UNICAST: u8 = 1;
         const RTA_DST: u16 = 1;
         const RTA_OIF: u16 = 4;
+        const RTA_TABLE: u16 = 15;
         let (family, bytes) = match destination {
             IpAddr::V4(v4) => (libc::AF_INET as u8, v4.octets().to_vec()),
             IpAddr::V6(v6) => (libc::AF_INET6 as u8, v6.octets().to_vec()),
         };
         // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
+        // Tables above 255 only fit RTA_TABLE; the header then says RT_TABLE_COMPAT.
         let mut body = [0u8; 12];
         body[0] = family;
         body[1] = prefix_len;
-        body[4] = RT_TABLE_MAIN;
+        body[4] = u8::try_from(table).unwrap_or(RT_TABLE_COMPAT);
         body[5] = RTPROT_STATIC;
         body[6] = RT_SCOPE_LINK;
         body[7] = RTN_UNICAST;
@@ -458,7 +475,10 @@ impl Netlink {
             NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
             &body,
         );
-        message.attr(RTA_DST, &bytes).attr_u32(RTA_OIF, index);
+        if prefix_len > 0 {
+            message.attr(RTA_DST, &bytes);
+        }
+        message.attr_u32(RTA_OIF, index).attr_u32(RTA_TABLE, table);
         self.request(message).map(drop)
     }
 
