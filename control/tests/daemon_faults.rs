@@ -95,3 +95,50 @@ fn a_panicking_worker_stops_the_gateway_and_detaches_xdp() {
         "XDP is still attached after the gateway died"
     );
 }
+
+#[test]
+fn sigterm_stops_cleanly_with_xdp_detached_and_the_tun_gone() {
+    if let Err(reason) = require_root() {
+        println!("skipping: {reason}");
+        return;
+    }
+    let (gateway, peer) = (Host::new("g").unwrap(), Host::new("p").unwrap());
+    let veth = Veth::new(&gateway, &peer, 1).unwrap();
+    gateway
+        .add_address(&veth.a, "10.204.0.1".parse().unwrap(), 24)
+        .unwrap();
+    let dir = TempDir::new();
+    let name = format!("{}g", unique_name());
+    let mut daemon = warpline_up(
+        &gateway,
+        &dir,
+        &name,
+        &format!(
+            "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = 10.91.0.1/32\n\
+             Attach = {}\n",
+            PrivateKey::generate().to_base64(),
+            veth.a.name
+        ),
+    );
+    let attached = |gateway: &Host| {
+        gateway
+            .netlink(|netlink: &mut Netlink| netlink.link_by_index(veth.a.index))
+            .unwrap()
+            .xdp_program_id
+    };
+    assert!(attached(&gateway).is_some(), "XDP is not attached while up");
+    // SAFETY: kill only sends a signal to the child we started.
+    let rc = unsafe { libc::kill(daemon.proc.child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let status = daemon
+        .proc
+        .wait_exit(Duration::from_secs(5))
+        .expect("no exit after SIGTERM");
+    assert!(
+        status.success(),
+        "SIGTERM should end in a clean exit: {status}"
+    );
+    assert_eq!(attached(&gateway), None, "XDP still attached after SIGTERM");
+    let tun = gateway.netlink(|netlink: &mut Netlink| netlink.link_by_name(&name));
+    assert!(tun.is_err(), "the TUN device outlived the gateway");
+}

@@ -304,13 +304,22 @@ fn rekeying_under_traffic_loses_at_most_a_handful_of_packets() {
     }
 }
 
-/// Site to site with XDP and AF_XDP workers on both gateways and the AES-256-GCM suite:
-/// the workers seal and open while the control planes rekey every 3 s.
+/// Site to site with XDP and AF_XDP workers on both gateways, both suites: the workers seal
+/// and open while the control planes rekey every 3 s.
 #[test]
 fn rekeying_under_traffic_between_xdp_gateways_with_aes_gcm() {
+    xdp_site_to_site("Cipher = aes256gcm");
+}
+
+#[test]
+fn rekeying_under_traffic_between_xdp_gateways_with_chacha20_poly1305() {
+    xdp_site_to_site("Cipher = chacha20poly1305");
+}
+
+fn xdp_site_to_site(peer_extra: &str) {
     let Some(pair) = rekeying_under_traffic(
         "TestTimerScale = 40\nAttach = {wan}\nXdpMode = native",
-        "Cipher = aes256gcm",
+        peer_extra,
     ) else {
         return;
     };
