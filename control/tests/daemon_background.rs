@@ -123,3 +123,33 @@ fn up_daemon_reports_why_the_gateway_could_not_start() {
         "the failure does not say why: {stderr}"
     );
 }
+
+/// A config that others can read holds a private key others may have: `up` refuses it and
+/// names the file and the chmod to run (no root needed: it refuses before touching anything).
+#[test]
+fn up_refuses_a_world_readable_private_key() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new();
+    let config = dir.write(
+        "wl9.conf",
+        &format!(
+            "[Interface]\nPrivateKey = {}\n",
+            PrivateKey::generate().to_base64()
+        ),
+    );
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_warpline"))
+        .arg("up")
+        .arg(&config)
+        .arg("--control-socket")
+        .arg(dir.0.join("wl9.sock"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "up accepted a world-readable key");
+    assert!(
+        stderr.contains("refusing to start")
+            && stderr.contains(&format!("chmod 600 {}", config.display())),
+        "the refusal must name the file and the fix: {stderr}"
+    );
+}

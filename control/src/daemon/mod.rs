@@ -40,6 +40,12 @@ pub enum DaemonError {
         /// What is wrong with its name.
         reason: &'static str,
     },
+    /// The config file holds a private key but others may read it.
+    #[error("refusing to start: {message}")]
+    InsecureConfig {
+        /// What is wrong and the chmod that fixes it.
+        message: String,
+    },
     /// A peer's endpoint could not be resolved.
     #[error("peer {peer}: endpoint: {reason}")]
     Endpoint {
@@ -145,8 +151,12 @@ pub fn interface_name(path: &Path) -> Result<String, DaemonError> {
 pub fn up(options: &UpOptions) -> Result<(), DaemonError> {
     let name = interface_name(&options.config_path)?;
     let (config, warnings) = Config::load(&options.config_path)?;
-    for warning in warnings {
-        tracing::warn!("{warning}");
+    // A private key others can read is a key others may have: `up` refuses it (check-config
+    // only warns, so the file can be fixed and checked first).
+    if let Some(warning) = warnings.first() {
+        return Err(DaemonError::InsecureConfig {
+            message: warning.to_string(),
+        });
     }
     let wall_clock_now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
