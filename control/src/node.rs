@@ -28,7 +28,10 @@ use crate::tai64n::Tai64N;
 use crate::timers::Timers;
 
 mod data_plane;
+mod ha;
 mod inner;
+
+pub use ha::ImportError;
 
 /// A peer's handle within its node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -22,6 +22,9 @@ const BORINGTUN_ADDR: &str = "192.0.2.20:51821";
 
 struct Interop {
     node: Node<OsRng>,
+    /// The node's identity (a standby gateway shares it).
+    warpline_key: PrivateKey,
+    boringtun_public: warpline_control::keys::PublicKey,
     peer: PeerId,
     tunn: Tunn,
     now: Time,
@@ -98,6 +101,8 @@ impl Interop {
         );
         Self {
             node,
+            warpline_key,
+            boringtun_public: boringtun_key.public_key(),
             peer,
             tunn,
             now: Time::ZERO,
@@ -395,4 +400,116 @@ fn an_aes_gcm_peer_fails_cleanly_against_a_stock_peer() {
             warpline_control::noise::HandshakeError::SuiteMismatch
         )]
     );
+}
+
+/// The counter of a transport message.
+fn transport_counter(datagram: &[u8]) -> u64 {
+    assert_eq!(datagram[0], 4, "a transport message");
+    u64::from_le_bytes(datagram[8..16].try_into().unwrap())
+}
+
+/// Gateway failover without renegotiation, against a stock implementation: the active node's
+/// sessions go (encoded) to a standby with the same identity, which takes over in a fresh
+/// counter epoch. boringtun accepts its packets and its own reach the standby, with no
+/// handshake; a packet captured before the hand-over cannot be replayed to the standby; and
+/// in split brain the two nodes' counters never meet.
+#[test]
+fn a_standby_takes_over_sessions_without_a_handshake() {
+    use warpline_control::ha::{CounterEpoch, SessionRecord};
+
+    // boringtun speaks the standard suite only.
+    {
+        let suite = Suite::ChaCha20Poly1305;
+        let mut lab = Interop::new(Options {
+            suite,
+            ..Options::default()
+        });
+        lab.boringtun_initiates();
+        lab.boringtun_sends(&ipv4_packet(100, 1));
+        for i in 0..3 {
+            lab.warpline_sends(&ipv4_packet(90, 10 + i));
+        }
+        // A client packet an attacker records before the hand-over.
+        let mut out = vec![0u8; 400];
+        let captured = match lab.tunn.encapsulate(&ipv4_packet(120, 2), &mut out) {
+            TunnResult::WriteToNetwork(d) => d.to_vec(),
+            other => panic!("no datagram: {other:?}"),
+        };
+        lab.deliver_to_warpline(captured.clone());
+        assert_eq!(lab.warpline_got.len(), 2);
+
+        // Checkpoint: every session, through its wire encoding, to the standby.
+        lab.now += Duration::from_millis(300);
+        let encoded: Vec<_> = lab
+            .node
+            .export_session_records(lab.now)
+            .iter()
+            .map(SessionRecord::encode)
+            .collect();
+        assert!(!encoded.is_empty());
+        let mut standby = Node::new(
+            NodeConfig::new(lab.warpline_key.clone(), Duration::from_secs(1_750_000_000)),
+            OsRng,
+        );
+        let mut peer = PeerConfig::new(lab.boringtun_public);
+        peer.suite = suite;
+        let standby_peer = standby.add_peer(peer).unwrap();
+        let epoch = CounterEpoch::next_for(1, lab.node.epochs_in_use()).unwrap();
+        for bytes in &encoded {
+            let record = SessionRecord::decode(bytes).unwrap();
+            standby
+                .import_session_record(record, lab.now, epoch)
+                .unwrap();
+        }
+        assert!(standby.peer(standby_peer).has_session());
+
+        // Failover: the standby is now the node the client talks to.
+        let mut old_active = std::mem::replace(&mut lab.node, standby);
+        lab.peer = standby_peer;
+        let mut sealed = vec![0u8; 200];
+        let (_, len) = lab
+            .node
+            .send_packet(lab.now, lab.peer, &ipv4_packet(70, 3), &mut sealed)
+            .unwrap()
+            .expect("the standby sends at once");
+        let standby_counter = transport_counter(&sealed[..len]);
+        assert_eq!(standby_counter, epoch.first_counter());
+        for reply in lab.deliver_to_boringtun(&sealed[..len]) {
+            lab.deliver_to_warpline(reply);
+        }
+        assert_eq!(
+            lab.boringtun_got.last(),
+            Some(&ipv4_packet(70, 3)),
+            "boringtun refused the standby's packet: {:?}",
+            lab.boringtun_errors
+        );
+        lab.boringtun_sends(&ipv4_packet(110, 4));
+        assert_eq!(lab.warpline_got.last(), Some(&ipv4_packet(110, 4)));
+        assert_eq!(
+            lab.warpline_got.len(),
+            3,
+            "the standby delivered the client's packet"
+        );
+        assert_eq!(
+            lab.node.peer(lab.peer).stats().handshakes,
+            0,
+            "the standby needed a handshake"
+        );
+        assert!(lab.drops.is_empty(), "{:?}", lab.drops);
+
+        // The recorded packet is refused by the standby.
+        lab.deliver_to_warpline(captured);
+        assert_eq!(lab.drops, vec![DropReason::Replayed]);
+
+        // Split brain: the old node still sends, from its own counters, far below.
+        let (_, len) = old_active
+            .send_packet(lab.now, lab.peer, &ipv4_packet(70, 5), &mut sealed)
+            .unwrap()
+            .expect("the old node still has its session");
+        let old_counter = transport_counter(&sealed[..len]);
+        assert!(
+            old_counter < epoch.first_counter() && old_counter < standby_counter,
+            "counters overlap: old {old_counter}, standby {standby_counter}"
+        );
+    }
 }

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use zeroize::Zeroizing;
+
 use crate::aead::{Suite, TAG_LEN};
 use crate::replay::ReplayError;
 use crate::sessions::{PeerId, SharedSession, TrafficTotals};
@@ -63,6 +65,34 @@ pub struct Session {
     params: SessionParams,
     shared: Arc<SharedSession>,
     traffic_seen: TrafficTotals,
+    /// The raw keys, kept (zeroized on drop) only so a standby can be handed the session.
+    raw_keys: Zeroizing<[[u8; 32]; 2]>,
+}
+
+/// Everything needed to resume a session elsewhere (a standby gateway): the handshake facts,
+/// both keys, how far the send counter got and the highest counter received. Keys are
+/// zeroized on drop and never printed.
+pub struct SessionState {
+    /// Handshake facts; `established` is the time at the exporting node.
+    pub params: SessionParams,
+    /// The sending key.
+    pub send_key: Zeroizing<[u8; 32]>,
+    /// The receiving key.
+    pub recv_key: Zeroizing<[u8; 32]>,
+    /// The next counter the exporting node would have sent.
+    pub next_send_counter: u64,
+    /// The highest counter the exporting node accepted.
+    pub recv_highest: Option<u64>,
+}
+
+impl std::fmt::Debug for SessionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionState")
+            .field("params", &self.params)
+            .field("next_send_counter", &self.next_send_counter)
+            .field("recv_highest", &self.recv_highest)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -83,11 +113,59 @@ impl Session {
         send: &mut [u8; 32],
         recv: &mut [u8; 32],
     ) -> Self {
+        let raw_keys = Zeroizing::new([*send, *recv]);
         let shared = Arc::new(SharedSession::new(&params, peer, send, recv, 0));
         Self {
             params,
             shared,
             traffic_seen: TrafficTotals::default(),
+            raw_keys,
+        }
+    }
+
+    /// Resumes a session another node exported: sending starts at `first_send_counter` (the
+    /// start of this node's counter epoch, far above anything the exporter could have used)
+    /// and receiving refuses everything up to the exporter's highest counter.
+    pub fn resume(state: SessionState, peer: PeerId, first_send_counter: u64) -> Self {
+        let SessionState {
+            params,
+            send_key,
+            recv_key,
+            recv_highest,
+            ..
+        } = state;
+        let raw_keys = Zeroizing::new([*send_key, *recv_key]);
+        let (mut send, mut recv) = (*send_key, *recv_key);
+        let shared = Arc::new(SharedSession::resumed(
+            &params,
+            peer,
+            &mut send,
+            &mut recv,
+            first_send_counter,
+            recv_highest,
+        ));
+        Self {
+            params,
+            shared,
+            traffic_seen: TrafficTotals::default(),
+            raw_keys,
+        }
+    }
+
+    /// The state a standby needs to resume this session.
+    pub fn state(&self) -> SessionState {
+        SessionState {
+            params: SessionParams {
+                local_index: self.params.local_index,
+                remote_index: self.params.remote_index,
+                suite: self.params.suite,
+                we_initiated: self.params.we_initiated,
+                established: self.params.established,
+            },
+            send_key: Zeroizing::new(self.raw_keys[0]),
+            recv_key: Zeroizing::new(self.raw_keys[1]),
+            next_send_counter: self.shared.next_send_counter(),
+            recv_highest: self.shared.replay().highest(),
         }
     }
 

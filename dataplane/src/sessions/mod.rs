@@ -162,6 +162,19 @@ impl SharedSession {
         recv: &mut [u8; 32],
         first_send_counter: u64,
     ) -> Self {
+        Self::resumed(params, peer, send, recv, first_send_counter, None)
+    }
+
+    /// As [`new`](Self::new), with the receive window resumed after `recv_highest`: every
+    /// counter up to it counts as received (a standby resuming from a checkpoint).
+    pub fn resumed(
+        params: &SessionParams,
+        peer: PeerId,
+        send: &mut [u8; 32],
+        recv: &mut [u8; 32],
+        first_send_counter: u64,
+        recv_highest: Option<u64>,
+    ) -> Self {
         let session = Self {
             local_index: params.local_index,
             remote_index: params.remote_index,
@@ -171,7 +184,7 @@ impl SharedSession {
             send_key: PacketKey::new(params.suite, send),
             recv_key: PacketKey::new(params.suite, recv),
             send_counter: AtomicU64::new(first_send_counter),
-            replay: AtomicReplayWindow::new(),
+            replay: AtomicReplayWindow::resumed_after(recv_highest),
             traffic: SessionTraffic::default(),
         };
         send.zeroize();

@@ -130,6 +130,29 @@ impl AtomicReplayWindow {
         }
     }
 
+    /// A window resumed from a checkpoint (a standby taking over a session): every counter up
+    /// to `highest` counts as received, so nothing at or below the checkpoint is accepted
+    /// again; counters above it are accepted once, as usual.
+    pub fn resumed_after(highest: Option<u64>) -> Self {
+        let window = Self::new();
+        let Some(highest) = highest.filter(|h| *h < REJECT_AFTER_MESSAGES) else {
+            return window;
+        };
+        window.next.store(highest + 1, Ordering::Relaxed);
+        let last_block = tag(highest);
+        let first_block = last_block.saturating_sub(RING_WORDS as u64 - 1);
+        for block in first_block..=last_block {
+            let bits = if block == last_block {
+                u64::MAX >> (63 - highest % BLOCK_BITS) & 0xffff_ffff
+            } else {
+                0xffff_ffff
+            };
+            let counter = block * BLOCK_BITS;
+            window.ring[slot(counter)].store(block << 32 | bits, Ordering::Relaxed);
+        }
+        window
+    }
+
     /// The highest accepted counter, if any.
     pub fn highest(&self) -> Option<u64> {
         self.next.load(Ordering::Acquire).checked_sub(1)
@@ -170,6 +193,30 @@ fn bit(counter: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resumed_window_refuses_everything_up_to_the_checkpoint() {
+        for highest in [0u64, 31, 32, 100, 8191, 8192, 50_000] {
+            let window = AtomicReplayWindow::resumed_after(Some(highest));
+            assert_eq!(window.highest(), Some(highest));
+            for counter in highest.saturating_sub(WINDOW_SIZE + 40)..=highest {
+                assert!(
+                    window.check(counter).is_err(),
+                    "{counter} <= {highest} accepted"
+                );
+            }
+            for counter in highest + 1..highest + 70 {
+                assert_eq!(
+                    window.check(counter),
+                    Ok(()),
+                    "{counter} > {highest} refused"
+                );
+                assert_eq!(window.accept(counter), Ok(()));
+                assert_eq!(window.accept(counter), Err(ReplayError::Replayed));
+            }
+        }
+        assert_eq!(AtomicReplayWindow::resumed_after(None).highest(), None);
+    }
     use crate::replay::ReplayWindow;
     use proptest::prelude::*;
 
