@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod node;
 pub mod noise;
 pub mod peer;
+pub mod ratelimit;
 pub mod tai64n;
 pub mod timers;
 pub mod tunnel;

@@ -172,6 +172,9 @@ pub enum DropReason {
     /// MAC1 did not verify: not addressed to our public key.
     #[error("bad MAC1")]
     BadMac1,
+    /// Under load, the source sent more handshake messages than its rate allows.
+    #[error("handshake rate limited")]
+    RateLimited,
     /// The handshake failed.
     #[error("handshake failed: {0}")]
     Handshake(#[from] HandshakeError),
@@ -231,6 +234,9 @@ pub struct Node<R> {
     events: VecDeque<Event>,
     /// Bumped whenever what the data plane must know changes: sessions, endpoints, peers.
     generation: u64,
+    /// Cookie replies sent instead of answering handshakes (under load).
+    cookie_replies_sent: u64,
+    rate_limiter: crate::ratelimit::RateLimiter,
 }
 
 impl<R> std::fmt::Debug for Node<R> {
@@ -281,6 +287,8 @@ impl<R: CryptoRngCore> Node<R> {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             generation: 0,
+            cookie_replies_sent: 0,
+            rate_limiter: crate::ratelimit::RateLimiter::new(),
         }
     }
 
@@ -328,6 +336,11 @@ impl<R: CryptoRngCore> Node<R> {
     pub fn set_endpoint(&mut self, id: PeerId, endpoint: Option<SocketAddr>) {
         self.peers[id.0].endpoint = endpoint;
         self.generation += 1;
+    }
+
+    /// Cookie replies sent so far (handshakes answered with a cookie because of load).
+    pub fn cookie_replies_sent(&self) -> u64 {
+        self.cookie_replies_sent
     }
 
     /// A peer's state.
@@ -407,10 +420,17 @@ impl<R: CryptoRngCore> Node<R> {
             return Err(DropReason::BadMac1);
         }
         let threshold = self.config.under_load_initiations_per_second;
-        if !self.load.record_and_check(now, threshold)
-            || self
-                .checker
-                .mac2_is_valid(message, from, now, &mut self.rng)
+        if !self.load.record_and_check(now, threshold) {
+            return Ok(true);
+        }
+        // Under load every source is limited, so a flood from one costs a table lookup per
+        // message instead of a cookie reply or a Diffie-Hellman.
+        if !self.rate_limiter.allow(now, from.ip()) {
+            return Err(DropReason::RateLimited);
+        }
+        if self
+            .checker
+            .mac2_is_valid(message, from, now, &mut self.rng)
         {
             return Ok(true);
         }
@@ -443,6 +463,7 @@ impl<R: CryptoRngCore> Node<R> {
     ) -> Result<Received<'a>, DropReason> {
         let message = Initiation::new_checked(&datagram[..]).map_err(|_| DropReason::Malformed)?;
         if !self.admit_handshake(now, from, datagram, message.sender_index())? {
+            self.cookie_replies_sent += 1;
             return Ok(Received::CookieReplySent);
         }
         let peers = &self.peers;
@@ -491,6 +512,7 @@ impl<R: CryptoRngCore> Node<R> {
     ) -> Result<Received<'a>, DropReason> {
         let message = Response::new_checked(&datagram[..]).map_err(|_| DropReason::Malformed)?;
         if !self.admit_handshake(now, from, datagram, message.sender_index())? {
+            self.cookie_replies_sent += 1;
             return Ok(Received::CookieReplySent);
         }
         let id = *self

@@ -53,6 +53,25 @@ fn bind_udp(port: u16) -> Result<UdpSocket, DaemonError> {
         .or_else(|_| UdpSocket::bind(("0.0.0.0", port)))
         .map_err(|source| DaemonError::Listen { port, source })?;
     socket.set_nonblocking(true)?;
+    // A deep receive queue rides out handshake floods between two drains of the loop
+    // (wireguard-go asks for 7 MB). FORCE passes rmem_max with CAP_NET_ADMIN; otherwise
+    // the kernel caps the plain request.
+    let size: libc::c_int = 8 << 20;
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: the option value is a live c_int of the length passed; the fd is open.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                std::ptr::from_ref(&size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            break;
+        }
+    }
     Ok(socket)
 }
 
@@ -300,6 +319,7 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
                     &tunnel,
                     snapshot::workers(
                         &counters,
+                        tunnel.node().cookie_replies_sent(),
                         data_plane.as_ref().map(DataPlane::worker_snapshots),
                     ),
                     listen_port,

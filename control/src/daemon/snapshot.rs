@@ -65,6 +65,7 @@ pub fn build<R: CryptoRngCore>(
 /// socket (alone in portable mode).
 pub fn workers(
     counters: &LoopCounters,
+    cookie_replies_sent: u64,
     data_plane_workers: Option<Vec<WorkerSnapshot>>,
 ) -> Vec<WorkerSnapshot> {
     let mut drops: Vec<(String, u64)> = counters
@@ -73,6 +74,13 @@ pub fn workers(
         .map(|(reason, count)| (reason.to_string(), *count))
         .collect();
     drops.sort();
+    // Not a drop, but where handshakes went under load: answered with a cookie, no DH.
+    if cookie_replies_sent > 0 {
+        drops.push((
+            "answered with a cookie reply".to_owned(),
+            cookie_replies_sent,
+        ));
+    }
     let mut workers = data_plane_workers.unwrap_or_default();
     workers.push(WorkerSnapshot {
         id: workers.len(),

@@ -222,6 +222,21 @@ impl Warpline {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// `warpline set <name> <args...>`, run as the binary; fails the test if it fails.
+    pub fn cli_set(&self, args: &[&str]) {
+        let output = Command::new(env!("CARGO_BIN_EXE_warpline"))
+            .args(["set", &self.name, "--control-socket"])
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run warpline set: {e}"));
+        assert!(
+            output.status.success(),
+            "warpline set {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// `warpline show <name> --json`, run as the binary, parsed.
     pub fn show_json(&self) -> serde_json::Value {
         let text = self.cli("show", &["--json"]);
