@@ -417,6 +417,38 @@ fn transport_counter(datagram: &[u8]) -> u64 {
 fn a_standby_takes_over_sessions_without_a_handshake() {
     use warpline_control::ha::{CounterEpoch, SessionRecord};
 
+    /// Sends `records` as a snapshot from an "active" thread to this "standby" over TCP
+    /// loopback and the Noise sync channel; returns the record bytes the standby received.
+    fn send_over_sync_channel(records: &[SessionRecord]) -> Vec<Vec<u8>> {
+        use warpline_control::ha::{SyncChannel, SyncMessage};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let frames: Vec<_> = records.iter().map(SessionRecord::encode).collect();
+        let active = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut channel = SyncChannel::accept(stream, &[3; 32]).unwrap();
+            let count = frames.len() as u32;
+            channel.send(&SyncMessage::SnapshotBegin { count }).unwrap();
+            for frame in frames {
+                channel.send(&SyncMessage::Record(frame)).unwrap();
+            }
+            channel.send(&SyncMessage::SnapshotEnd).unwrap();
+        });
+        let stream = std::net::TcpStream::connect(address).unwrap();
+        let mut channel = SyncChannel::connect(stream, &[3; 32]).unwrap();
+        let mut received = Vec::new();
+        loop {
+            match channel.receive().unwrap() {
+                SyncMessage::SnapshotBegin { .. } => {}
+                SyncMessage::Record(bytes) => received.push(bytes.to_vec()),
+                SyncMessage::SnapshotEnd => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        active.join().unwrap();
+        received
+    }
+
     // boringtun speaks the standard suite only.
     {
         let suite = Suite::ChaCha20Poly1305;
@@ -438,15 +470,11 @@ fn a_standby_takes_over_sessions_without_a_handshake() {
         lab.deliver_to_warpline(captured.clone());
         assert_eq!(lab.warpline_got.len(), 2);
 
-        // Checkpoint: every session, through its wire encoding, to the standby.
+        // Checkpoint: every session, over the encrypted sync channel, to the standby.
         lab.now += Duration::from_millis(300);
-        let encoded: Vec<_> = lab
-            .node
-            .export_session_records(lab.now)
-            .iter()
-            .map(SessionRecord::encode)
-            .collect();
-        assert!(!encoded.is_empty());
+        let records = lab.node.export_session_records(lab.now);
+        assert!(!records.is_empty());
+        let encoded = send_over_sync_channel(&records);
         let mut standby = Node::new(
             NodeConfig::new(lab.warpline_key.clone(), Duration::from_secs(1_750_000_000)),
             OsRng,

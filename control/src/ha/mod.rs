@@ -26,6 +26,8 @@
 
 mod epoch;
 mod record;
+mod sync;
 
 pub use epoch::{CounterEpoch, EpochError};
 pub use record::{RECORD_VERSION, RecordError, SessionRecord, SessionSlot};
+pub use sync::{NOISE_PROTOCOL, SYNC_VERSION, SyncChannel, SyncError, SyncMessage};
