@@ -47,7 +47,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, Cache};
 use zeroize::Zeroize;
 
-pub use replay::{AtomicReplayWindow, RING_WORDS};
+pub use replay::{AtomicReplayWindow, MAX_COUNTER_SPAN, RING_WORDS};
 
 use crate::aead::PacketKey;
 use crate::allowed_ips::AllowedIps;

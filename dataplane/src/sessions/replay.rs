@@ -27,16 +27,28 @@
 //!
 //! A word only ever moves to a newer block: whoever wrote a newer block raised `next` before
 //! its CAS, so a thread that sees that word also sees the raised `next` and gives up. So every
-//! counter is accepted at most once and no counter inside the window is lost. The tag is 32
-//! bits: two blocks share a tag only if they are 2^32 blocks apart (2^37 counters), which a
-//! sender can only reach by skipping 10^11 counters; the window check still refuses the newer
-//! one, so the worst case is a false "replayed" for the older — never a double acceptance.
+//! counter is accepted at most once and no counter inside the window is lost.
+//!
+//! ## The counter span
+//!
+//! The tag is the block number truncated to 32 bits, so the words of blocks `257 * 2^32`
+//! apart (same slot, same tag) would be mistaken for each other: a fresh counter that far
+//! above an old word would find "its" bit set, be refused as replayed after it had already
+//! moved `next`, and the session would be stuck. Rather than widen the word (fewer counters
+//! per word, more memory per session), a window takes counters only within
+//! [`MAX_COUNTER_SPAN`] (2^44) of where it started (0, or the checkpoint it resumed from);
+//! beyond that it answers [`LimitReached`], as for the protocol's own limit: the key must be
+//! replaced. Within that span every word's block is less than 2^39 + 257 blocks from every
+//! other, so tags are exact. No real sender gets near it: a key lives at most 180 s, and 2^44
+//! counters in that time would be 10^11 packets per second; an HA pair's counter epochs move a
+//! sender up by at most 2^37 per promotion, so 128 promotions fit into one key's life.
 //!
 //! The price is memory: 32 counters per 64-bit word, so 257 words (2 KiB) per session for the
 //! 8192-counter window, against 1 KiB for the single-threaded window.
 //!
 //! [`Replayed`]: ReplayError::Replayed
 //! [`TooOld`]: ReplayError::TooOld
+//! [`LimitReached`]: ReplayError::LimitReached
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,11 +64,23 @@ pub const RING_WORDS: usize = (WINDOW_SIZE / BLOCK_BITS) as usize + 1;
 
 const _: () = assert!(WINDOW_SIZE.is_multiple_of(BLOCK_BITS));
 
+/// How far above its starting point a window accepts counters (see the module docs): small
+/// enough that no two words' blocks can share a 32-bit tag, far beyond any real sender.
+pub const MAX_COUNTER_SPAN: u64 = 1 << 44;
+
+// Two words alias only when their blocks are `RING_WORDS * 2^32` apart; the span, the window
+// and the spare block must stay well inside that.
+const _: () =
+    assert!(MAX_COUNTER_SPAN / BLOCK_BITS + RING_WORDS as u64 <= (RING_WORDS as u64) << 31);
+
 /// The anti-replay window of one receiving key, shared by every worker. Fixed size, no
 /// allocation after creation, no lock.
 pub struct AtomicReplayWindow {
     /// The highest accepted counter plus one; 0 while nothing was accepted.
     next: AtomicU64,
+    /// Counters at or above this are refused with [`ReplayError::LimitReached`]: the
+    /// protocol's limit or the end of [`MAX_COUNTER_SPAN`], whichever comes first.
+    limit: u64,
     /// `tag << 32 | bits`: bit `c % 32` set once counter `c` of block `tag` was accepted.
     ring: Box<[AtomicU64; RING_WORDS]>,
 }
@@ -64,8 +88,15 @@ pub struct AtomicReplayWindow {
 impl AtomicReplayWindow {
     /// A window that has accepted nothing yet.
     pub fn new() -> Self {
+        Self::starting_at(0)
+    }
+
+    fn starting_at(origin: u64) -> Self {
         Self {
             next: AtomicU64::new(0),
+            limit: origin
+                .saturating_add(MAX_COUNTER_SPAN)
+                .min(REJECT_AFTER_MESSAGES),
             ring: Box::new(std::array::from_fn(|_| AtomicU64::new(EMPTY))),
         }
     }
@@ -73,7 +104,7 @@ impl AtomicReplayWindow {
     /// Whether `counter` would be accepted now. Read-only: call it before decrypting and
     /// [`accept`](Self::accept) after the tag authenticated, so forgeries never move the window.
     pub fn check(&self, counter: u64) -> Result<(), ReplayError> {
-        if counter >= REJECT_AFTER_MESSAGES {
+        if counter >= self.limit {
             return Err(ReplayError::LimitReached);
         }
         let next = self.next.load(Ordering::Acquire);
@@ -93,7 +124,7 @@ impl AtomicReplayWindow {
     /// Marks an authenticated `counter` as received. Fails with [`ReplayError::Replayed`] when
     /// a racing thread accepted the same counter first: only one of them may deliver it.
     pub fn accept(&self, counter: u64) -> Result<(), ReplayError> {
-        if counter >= REJECT_AFTER_MESSAGES {
+        if counter >= self.limit {
             return Err(ReplayError::LimitReached);
         }
         // Only a new highest needs the read-modify-write; a stale read just takes that path.
@@ -134,12 +165,13 @@ impl AtomicReplayWindow {
     /// to `highest` counts as received, so nothing at or below the checkpoint is accepted
     /// again; counters above it are accepted once, as usual.
     pub fn resumed_after(highest: Option<u64>) -> Self {
-        let window = Self::new();
         let Some(highest) = highest.filter(|h| *h < REJECT_AFTER_MESSAGES) else {
-            return window;
+            return Self::new();
         };
+        let window = Self::starting_at(highest);
         window.next.store(highest + 1, Ordering::Relaxed);
-        let last_block = tag(highest);
+        // Real block numbers pick the slot; only the stored tag is truncated.
+        let last_block = highest / BLOCK_BITS;
         let first_block = last_block.saturating_sub(RING_WORDS as u64 - 1);
         for block in first_block..=last_block {
             let bits = if block == last_block {
@@ -148,9 +180,14 @@ impl AtomicReplayWindow {
                 0xffff_ffff
             };
             let counter = block * BLOCK_BITS;
-            window.ring[slot(counter)].store(block << 32 | bits, Ordering::Relaxed);
+            window.ring[slot(counter)].store(tag(counter) << 32 | bits, Ordering::Relaxed);
         }
         window
+    }
+
+    /// The first counter this window refuses with [`ReplayError::LimitReached`].
+    pub fn limit(&self) -> u64 {
+        self.limit
     }
 
     /// The highest accepted counter, if any.
@@ -169,6 +206,7 @@ impl fmt::Debug for AtomicReplayWindow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AtomicReplayWindow")
             .field("highest", &self.highest())
+            .field("limit", &self.limit)
             .finish_non_exhaustive()
     }
 }
@@ -256,6 +294,65 @@ mod tests {
         }
     }
 
+    /// The reproducer `decap_frames` found: two low counters, then one that lands on the
+    /// same slot and 32-bit tag. It used to be refused as replayed after moving the window.
+    #[test]
+    fn a_counter_beyond_the_span_is_refused_before_it_moves_the_window() {
+        let w = AtomicReplayWindow::new();
+        assert_eq!(w.accept(0), Ok(()));
+        assert_eq!(w.accept(1), Ok(()));
+        let far = 0x4848_0000_0000_0000;
+        assert_eq!(w.check(far), Err(ReplayError::LimitReached));
+        assert_eq!(w.accept(far), Err(ReplayError::LimitReached));
+        assert_eq!(w.highest(), Some(1), "a refused counter moved the window");
+        assert_eq!(w.accept(2), Ok(()));
+        let last = MAX_COUNTER_SPAN - 1;
+        assert_eq!(w.accept(last), Ok(()));
+        assert_eq!(w.accept(last), Err(ReplayError::Replayed));
+        assert_eq!(w.accept(MAX_COUNTER_SPAN), Err(ReplayError::LimitReached));
+    }
+
+    /// Within the span, counters on the same slot with the same truncated tag never meet, so
+    /// every decision matches the sequential window even after jumps of 2^32 blocks.
+    #[test]
+    fn far_jumps_inside_the_span_match_the_sequential_window() {
+        let atomic = AtomicReplayWindow::new();
+        let mut plain = ReplayWindow::new();
+        let stride = (RING_WORDS as u64) << 32; // same slot, tag wraps once per 257 laps
+        let mut counter = 3;
+        while counter < MAX_COUNTER_SPAN {
+            for c in [counter, counter, counter - 1, counter + 31] {
+                assert_eq!(atomic.accept(c), plain.accept(c), "accept({c})");
+            }
+            counter += stride / 7 + 1;
+        }
+    }
+
+    /// A checkpoint above 2^37 (an HA peer after a few promotions) must mark the ring words of
+    /// the real blocks: this used to leave every counter up to the checkpoint acceptable.
+    #[test]
+    fn a_window_resumed_high_refuses_everything_up_to_the_checkpoint() {
+        for highest in [
+            1u64 << 37,
+            (1 << 40) + 12_345,
+            (33 << 32) + 7,
+            REJECT_AFTER_MESSAGES - 1,
+        ] {
+            let window = AtomicReplayWindow::resumed_after(Some(highest));
+            for counter in highest - WINDOW_SIZE - 40..=highest {
+                assert!(
+                    window.accept(counter).is_err(),
+                    "{counter} <= {highest} accepted"
+                );
+            }
+            if highest + 1 < window.limit() {
+                assert_eq!(window.accept(highest + 1), Ok(()));
+            }
+        }
+        let window = AtomicReplayWindow::resumed_after(Some(1 << 40));
+        assert_eq!(window.limit(), (1 << 40) + MAX_COUNTER_SPAN);
+    }
+
     #[test]
     fn limit_and_edges() {
         let w = AtomicReplayWindow::new();
@@ -273,6 +370,7 @@ mod tests {
         assert_eq!(w.check(1), Err(ReplayError::Replayed));
         // Tags near the truncation boundary still work.
         let far = (u64::from(u32::MAX) + 3) * BLOCK_BITS;
+        assert!(far < w.limit());
         assert_eq!(w.accept(far), Ok(()));
         assert_eq!(w.accept(far), Err(ReplayError::Replayed));
         assert_eq!(w.accept(far - 1), Ok(()));
