@@ -19,6 +19,7 @@
 
 mod endpoint;
 mod error;
+mod layout_keys;
 mod parser;
 mod values;
 mod writer;
@@ -37,6 +38,10 @@ use zeroize::Zeroizing;
 
 pub use self::endpoint::Endpoint;
 pub use self::error::{ConfigError, ConfigErrorKind, Section, ShownName};
+pub use self::layout_keys::{
+    CoreList, Count, FrameSize, KeyConflict, LayoutKeys, MAX_COUNT, MAX_CPU, RingSize, ZeroCopy,
+    max_mtu_for, parse_cpu_list,
+};
 pub use self::values::{
     InterfaceAddress, IpPrefix, MIN_MTU, RoutingTable, ValueError, XdpMode, parse_allowed_ip,
 };
@@ -94,6 +99,9 @@ pub struct InterfaceConfig {
     pub attach: Vec<String>,
     /// `XdpMode` (warpline extension): how the XDP program attaches to the `Attach` NICs.
     pub xdp_mode: XdpMode,
+    /// `Workers`, `Cores`, `Queues`, `ZeroCopy`, `FrameSize`, `RingSize`, `BusyPoll` (warpline
+    /// extensions): the worker layout on the `Attach` NICs; see `crate::layout`.
+    pub layout: LayoutKeys,
 }
 
 /// Shell commands run around bringing the interface up and down, kept verbatim in file order.

@@ -18,6 +18,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod ha;
 pub mod keys;
+pub mod layout;
 pub mod metrics;
 pub mod node;
 pub mod noise;

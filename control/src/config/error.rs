@@ -39,6 +39,13 @@ impl Section {
                 "TestTimerScale",
                 "Attach",
                 "XdpMode",
+                "Workers",
+                "Cores",
+                "Queues",
+                "ZeroCopy",
+                "FrameSize",
+                "RingSize",
+                "BusyPoll",
             ],
             Self::Peer => &[
                 "PublicKey",

@@ -11,6 +11,7 @@ use std::num::{NonZeroU16, NonZeroU32};
 
 use super::endpoint::Endpoint;
 use super::error::{ConfigError, ConfigErrorKind, Section, ShownName};
+use super::layout_keys::{LayoutKeys, parse_on_off};
 use super::values::{
     DnsItem, InterfaceAddress, IpPrefix, RoutingTable, ValueError, XdpMode, list_items,
     parse_allowed_ip, parse_bool, parse_dns_item, parse_fwmark, parse_interface_name,
@@ -165,6 +166,13 @@ impl SingleValuedKeys {
         self.0.push((key, line));
         Ok(())
     }
+
+    /// The line `key` was set on, if it was.
+    fn line_of(&self, key: &str) -> Option<usize> {
+        self.0
+            .iter()
+            .find_map(|&(seen, line)| (seen == key).then_some(line))
+    }
 }
 
 /// The problem with a secret value: says what is wrong without echoing the value.
@@ -198,6 +206,7 @@ struct InterfaceBuilder {
     test_timer_scale: Option<std::num::NonZeroU32>,
     attach: Vec<String>,
     xdp_mode: XdpMode,
+    layout: LayoutKeys,
 }
 
 impl InterfaceBuilder {
@@ -219,6 +228,7 @@ impl InterfaceBuilder {
             test_timer_scale: None,
             attach: Vec::new(),
             xdp_mode: XdpMode::Auto,
+            layout: LayoutKeys::default(),
         }
     }
 
@@ -293,6 +303,13 @@ impl InterfaceBuilder {
                 }
             }
             "XdpMode" => self.xdp_mode = value.parse::<XdpMode>().map_err(invalid)?,
+            "Workers" => self.layout.workers = value.parse().map_err(invalid)?,
+            "Cores" => self.layout.cores = Some(value.parse().map_err(invalid)?),
+            "Queues" => self.layout.queues = value.parse().map_err(invalid)?,
+            "ZeroCopy" => self.layout.zero_copy = value.parse().map_err(invalid)?,
+            "FrameSize" => self.layout.frame_size = value.parse().map_err(invalid)?,
+            "RingSize" => self.layout.ring_size = value.parse().map_err(invalid)?,
+            "BusyPoll" => self.layout.busy_poll = parse_on_off(value).map_err(invalid)?,
             // Only reachable if `Section::valid_keys` gains a key this match lacks.
             _ => return Err(invalid(value_error!("{key} is not supported yet"))),
         }
@@ -307,6 +324,21 @@ impl InterfaceBuilder {
                 key: "PrivateKey",
             },
         ))?;
+        let xdp_mode_mtu = (!self.attach.is_empty()).then(|| {
+            self.mtu
+                .map_or(crate::daemon::DEFAULT_MTU as u32, u32::from)
+        });
+        if let Err(conflict) = self.layout.check_combination(xdp_mode_mtu) {
+            let line = self.single_valued.line_of(conflict.key);
+            return Err((
+                line,
+                ConfigErrorKind::InvalidValue {
+                    section: Section::Interface,
+                    key: conflict.key,
+                    problem: conflict.problem,
+                },
+            ));
+        }
         Ok(InterfaceConfig {
             private_key,
             listen_port: self.listen_port,
@@ -322,6 +354,7 @@ impl InterfaceBuilder {
             test_timer_scale: self.test_timer_scale,
             attach: self.attach,
             xdp_mode: self.xdp_mode,
+            layout: self.layout,
         })
     }
 }

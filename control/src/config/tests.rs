@@ -138,6 +138,13 @@ fn every_documented_key_is_accepted() {
         ("TestTimerScale", "60"),
         ("Attach", "eth0"),
         ("XdpMode", "native"),
+        ("Workers", "2"),
+        ("Cores", "2-3"),
+        ("Queues", "auto"),
+        ("ZeroCopy", "off"),
+        ("FrameSize", "2048"),
+        ("RingSize", "4096"),
+        ("BusyPoll", "on"),
     ];
     let peer_values = [
         ("PublicKey", BOB_PUBLIC),
@@ -274,7 +281,8 @@ fn unknown_key_lists_the_valid_keys_of_its_section() {
         message,
         "wl0.conf:3: [Interface] unknown key \"ListenPrt\"; valid keys are PrivateKey, \
          ListenPort, Address, MTU, DNS, Table, FwMark, PreUp, PostUp, PreDown, PostDown, \
-         SaveConfig, MetricsAddress, TestTimerScale, Attach, XdpMode"
+         SaveConfig, MetricsAddress, TestTimerScale, Attach, XdpMode, Workers, Cores, Queues, \
+         ZeroCopy, FrameSize, RingSize, BusyPoll"
     );
     let message = parse_err(&format!("{}[Peer]\nAddress = 10.0.0.1\n", interface_only()));
     assert_eq!(
@@ -554,8 +562,9 @@ fn valid_config() -> impl Strategy<Value = Config> {
         proptest::option::of(MIN_MTU..),
         any::<u32>(),
         proptest::collection::vec(peer, 0..4),
+        valid_layout_keys(),
     )
-        .prop_map(|(private, port, mtu, fwmark, peers)| {
+        .prop_map(|(private, port, mtu, fwmark, peers, layout)| {
             let private_key = PrivateKey::from_bytes(private);
             let own = private_key.public_key();
             let mut seen = std::collections::HashSet::new();
@@ -580,7 +589,8 @@ fn valid_config() -> impl Strategy<Value = Config> {
                     save_config: fwmark % 2 == 0,
                     metrics_address: None,
                     test_timer_scale: None,
-                    attach: if fwmark % 3 == 0 {
+                    // Frames only bound the MTU in XDP mode, so only small MTUs attach.
+                    attach: if fwmark % 3 == 0 && mtu.is_none_or(|mtu| mtu <= 1500) {
                         vec!["eth0".to_owned(), "eth1".to_owned()]
                     } else {
                         Vec::new()
@@ -590,10 +600,57 @@ fn valid_config() -> impl Strategy<Value = Config> {
                     } else {
                         XdpMode::Auto
                     },
+                    layout,
                 },
                 peers,
             }
         })
+}
+
+/// Layout keys whose combination the config accepts: Workers and Queues agree when both are
+/// set, and Cores lists enough CPUs for them.
+fn valid_layout_keys() -> impl Strategy<Value = LayoutKeys> {
+    let count = prop_oneof![
+        Just(Count::Auto),
+        (1..=MAX_COUNT).prop_map(|n| Count::Exactly(n.try_into().unwrap()))
+    ];
+    let cores = proptest::option::of(
+        proptest::collection::hash_set(0..=MAX_CPU, 1..12)
+            .prop_map(|cpus| CoreList::new(cpus.into_iter().collect()).unwrap()),
+    );
+    (
+        count,
+        any::<bool>(),
+        cores,
+        proptest::sample::select(vec![ZeroCopy::Auto, ZeroCopy::On, ZeroCopy::Off]),
+        proptest::sample::select(FrameSize::VALID.to_vec()),
+        6u32..=14,
+        any::<bool>(),
+    )
+        .prop_map(
+            |(count, count_is_workers, cores, zero_copy, frame, ring_log2, busy_poll)| {
+                let count = match (count, &cores) {
+                    (Count::Exactly(n), Some(cores)) if n.get() as usize > cores.cpus().len() => {
+                        Count::Auto
+                    }
+                    _ => count,
+                };
+                let (workers, queues) = if count_is_workers {
+                    (count, Count::Auto)
+                } else {
+                    (Count::Auto, count)
+                };
+                LayoutKeys {
+                    workers,
+                    cores,
+                    queues,
+                    zero_copy,
+                    frame_size: FrameSize::new(frame).unwrap(),
+                    ring_size: RingSize::new(1 << ring_log2).unwrap(),
+                    busy_poll,
+                }
+            },
+        )
 }
 
 proptest! {
@@ -649,6 +706,110 @@ fn attach_and_xdp_mode_are_parsed_and_checked() {
     ));
     assert!(
         message.contains("not a network interface name"),
+        "{message}"
+    );
+}
+
+#[test]
+fn layout_keys_are_parsed_and_written_back() {
+    let text = format!(
+        "{}Attach = eth0\nworkers = 4\nCores = 2-5\nZeroCopy = On\nFrameSize = 2048\n\
+         RingSize = 1024\nBusyPoll = on\n",
+        interface_only()
+    );
+    let config = Config::parse(&text, "wl0.conf").unwrap();
+    let layout = &config.interface.layout;
+    assert_eq!(layout.workers.fixed(), Some(4));
+    assert_eq!(layout.queues, Count::Auto);
+    assert_eq!(layout.cores.as_ref().unwrap().cpus(), [2, 3, 4, 5]);
+    assert_eq!(layout.zero_copy, ZeroCopy::On);
+    assert_eq!(layout.frame_size.bytes(), 2048);
+    assert_eq!(layout.ring_size.descriptors(), 1024);
+    assert!(layout.busy_poll);
+    let written = config.to_wg_quick_string();
+    assert!(
+        written.contains("Workers = 4\nCores = 2-5\nZeroCopy = on\nFrameSize = 2048\n"),
+        "{written}"
+    );
+    assert_eq!(Config::parse(&written, "written").unwrap(), config);
+    let plain = Config::parse(&interface_only(), "wl0.conf").unwrap();
+    assert_eq!(plain.interface.layout, LayoutKeys::default());
+    assert!(!plain.to_wg_quick_string().contains("Workers"));
+}
+
+#[test]
+fn invalid_layout_values_name_the_key_and_line() {
+    let cases = [
+        (
+            "Workers = 0",
+            "wl0.conf:3: [Interface] Workers: \"0\" is neither auto nor a number",
+        ),
+        (
+            "Queues = many",
+            "wl0.conf:3: [Interface] Queues: \"many\" is neither auto",
+        ),
+        (
+            "Cores = 4-2",
+            "wl0.conf:3: [Interface] Cores: \"4-2\" is a range that runs backwards",
+        ),
+        (
+            "Cores = 1,1",
+            "wl0.conf:3: [Interface] Cores: \"1,1\" lists CPU 1 twice",
+        ),
+        (
+            "ZeroCopy = maybe",
+            "wl0.conf:3: [Interface] ZeroCopy: \"maybe\" is not a zero-copy",
+        ),
+        (
+            "FrameSize = 3000",
+            "wl0.conf:3: [Interface] FrameSize: 3000 is not a frame size",
+        ),
+        (
+            "RingSize = 1000",
+            "wl0.conf:3: [Interface] RingSize: 1000 is not a ring size",
+        ),
+        (
+            "RingSize = 32",
+            "wl0.conf:3: [Interface] RingSize: 32 is not a ring size",
+        ),
+        (
+            "BusyPoll = yes",
+            "wl0.conf:3: [Interface] BusyPoll: \"yes\" is neither on nor off",
+        ),
+    ];
+    for (line, expected) in cases {
+        let message = parse_err(&format!("{}{line}\n", interface_only()));
+        assert!(message.starts_with(expected), "{line}: {message}");
+    }
+}
+
+#[test]
+fn contradictory_layout_keys_are_refused_at_the_named_key() {
+    let cases = [
+        (
+            "Workers = 4\nQueues = 8\n",
+            "wl0.conf:3: [Interface] Workers: Workers = 4 but Queues = 8",
+        ),
+        (
+            "Workers = 4\nCores = 2-4\n",
+            "wl0.conf:4: [Interface] Cores: Cores = 2-4 lists 3 CPUs but Workers = 4",
+        ),
+        (
+            "Attach = eth0\nMTU = 2000\nFrameSize = 2048\n",
+            "wl0.conf:5: [Interface] FrameSize: FrameSize = 2048 holds tunnel packets up to MTU \
+             1679, but the MTU is 2000",
+        ),
+    ];
+    for (lines, expected) in cases {
+        let message = parse_err(&format!("{}{lines}", interface_only()));
+        assert!(message.starts_with(expected), "{lines:?}: {message}");
+    }
+    // Frames only exist in XDP mode: the portable mode takes any MTU.
+    let text = format!("{}MTU = 9000\n", interface_only());
+    assert!(Config::parse(&text, "wl0.conf").is_ok());
+    let message = parse_err(&format!("{}Attach = eth0\nMTU = 9000\n", interface_only()));
+    assert!(
+        message.starts_with("wl0.conf: [Interface] FrameSize: FrameSize = 4096"),
         "{message}"
     );
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::{Display, Write as _};
 
-use super::{CipherSuite, Config, RoutingTable, XdpMode};
+use super::{CipherSuite, Config, LayoutKeys, RoutingTable, XdpMode};
 
 pub(super) fn write(config: &Config) -> String {
     let interface = &config.interface;
@@ -49,6 +49,7 @@ pub(super) fn write(config: &Config) -> String {
     if interface.xdp_mode != XdpMode::Auto {
         out.pair("XdpMode", &interface.xdp_mode);
     }
+    write_layout(&mut out, &interface.layout);
     for peer in &config.peers {
         out.0.push_str("\n[Peer]\n");
         out.pair("PublicKey", &peer.public_key);
@@ -68,6 +69,33 @@ pub(super) fn write(config: &Config) -> String {
         }
     }
     out.0
+}
+
+/// The layout keys that differ from their defaults, so a config without them stays plain
+/// wg-quick.
+fn write_layout(out: &mut Lines, layout: &LayoutKeys) {
+    let defaults = LayoutKeys::default();
+    if layout.workers != defaults.workers {
+        out.pair("Workers", &layout.workers);
+    }
+    if let Some(cores) = &layout.cores {
+        out.pair("Cores", cores);
+    }
+    if layout.queues != defaults.queues {
+        out.pair("Queues", &layout.queues);
+    }
+    if layout.zero_copy != defaults.zero_copy {
+        out.pair("ZeroCopy", &layout.zero_copy);
+    }
+    if layout.frame_size != defaults.frame_size {
+        out.pair("FrameSize", &layout.frame_size);
+    }
+    if layout.ring_size != defaults.ring_size {
+        out.pair("RingSize", &layout.ring_size);
+    }
+    if layout.busy_poll {
+        out.pair("BusyPoll", &"on");
+    }
 }
 
 /// The text being written, one `Key = Value` line at a time.

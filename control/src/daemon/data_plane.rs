@@ -33,15 +33,15 @@ use warpline_dataplane::xsk::{self, SocketConfig, Umem, UmemConfig, XskSocket};
 use super::DaemonError;
 use crate::config::{Config, XdpMode};
 use crate::ctl::model::WorkerSnapshot;
+use crate::layout::{self, HostFacts, Layout, NicFacts};
 use crate::tunnel::Tunnel;
 
-/// UMEM frame size: holds an MTU-sized inner packet with [`HEADROOM`] and [`TAILROOM`], and
-/// a received frame behind the kernel's 256-byte XDP headroom.
-const FRAME_SIZE: u32 = 4096;
-/// Frames per worker (16 MiB of UMEM each).
-const FRAMES_PER_WORKER: u32 = 4096;
-/// Empty rounds a worker spins before it sleeps in `poll`.
-const BUSY_POLL_ROUNDS: u32 = 256;
+/// Empty rounds a worker spins before it sleeps in `poll` (`BusyPoll = off`).
+const SPIN_ROUNDS_BEFORE_SLEEP: u32 = 256;
+/// `BusyPoll = on`: how long one syscall may busy-poll the NIC queue, and its packet budget
+/// (the kernel documentation's example values for AF_XDP busy polling).
+const BUSY_POLL_USECS: u32 = 20;
+const BUSY_POLL_BUDGET: u32 = 64;
 /// Bound of the workers' event queue.
 const EVENT_QUEUE: usize = 4096;
 /// How often unresolved endpoint MACs are looked up again.
@@ -130,20 +130,24 @@ fn local_addresses(
 }
 
 impl DataPlane {
-    /// Attaches the steering program to every `Attach` NIC, binds one AF_XDP socket per queue
-    /// and starts one worker per queue on `tun_queues` (one TUN queue each; there must be as
-    /// many as [`DataPlane::queues_needed`] said).
+    /// Attaches the steering program to every `Attach` NIC, binds one AF_XDP socket on each
+    /// of the first `layout.queues_per_nic` queues of each, and starts a worker per socket on
+    /// `tun_queues` (one TUN queue each; [`DataPlane::tun_queues_needed`] says how many). The
+    /// worker of queue `q` runs on the CPU the layout gives queue `q`, on every NIC.
     pub fn start(
         config: &Config,
+        layout: &Layout,
         listen_port: u16,
         mut tun_queues: Vec<TunQueue>,
         origin: Instant,
     ) -> Result<Self, DaemonError> {
         let mtu = config.interface.mtu.map_or(super::DEFAULT_MTU, usize::from);
-        let room = FRAME_SIZE as usize - HEADROOM - TAILROOM;
+        let frame_size = layout.frame_size;
+        let room = frame_size as usize - HEADROOM - TAILROOM;
         if mtu > room {
             return Err(failed("checking the MTU")(format!(
-                "MTU {mtu} does not fit a {FRAME_SIZE}-byte UMEM frame; XDP mode takes MTU <= {room}"
+                "MTU {mtu} does not fit a {frame_size}-byte UMEM frame; with FrameSize = \
+                 {frame_size} XDP mode takes MTU <= {room}"
             )));
         }
         xsk::raise_memlock_limit().map_err(|e| failed("raising RLIMIT_MEMLOCK")(e.to_string()))?;
@@ -151,7 +155,11 @@ impl DataPlane {
         let (events_tx, events) = mpsc::sync_channel(EVENT_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let table = SessionTable::new(Snapshot::new());
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let spin_rounds = if layout.busy_poll {
+            u32::MAX
+        } else {
+            SPIN_ROUNDS_BEFORE_SLEEP
+        };
         let mut attached = Vec::new();
         let mut workers = Vec::new();
         for name in &config.interface.attach {
@@ -179,15 +187,31 @@ impl DataPlane {
                 ttl: 64,
                 mtu,
             };
-            for queue in 0..queues {
+            for placement in &layout.workers {
+                let queue = placement.queue;
                 let (umem, pool) = Umem::new(UmemConfig {
-                    frame_size: FRAME_SIZE,
-                    frame_count: FRAMES_PER_WORKER,
+                    frame_size,
+                    frame_count: layout.frames_per_worker,
                     headroom: 0,
                 })
                 .map_err(|e| failed("creating a UMEM")(e.to_string()))?;
-                let socket = XskSocket::bind(&umem, &SocketConfig::new(link.index, queue))
+                let socket_config = SocketConfig {
+                    rx_size: layout.ring_size,
+                    tx_size: layout.ring_size,
+                    fill_size: layout.ring_size,
+                    completion_size: layout.ring_size,
+                    bind_mode: layout.bind_mode,
+                    ..SocketConfig::new(link.index, queue)
+                };
+                let socket = XskSocket::bind(&umem, &socket_config)
                     .map_err(|e| failed("binding AF_XDP")(format!("{name} queue {queue}: {e}")))?;
+                if layout.busy_poll
+                    && let Err(e) = socket.enable_busy_poll(BUSY_POLL_USECS, BUSY_POLL_BUDGET)
+                {
+                    return Err(failed("enabling busy polling (BusyPoll = on)")(format!(
+                        "{name} queue {queue}: {e} (needs Linux 5.11+; set BusyPoll = off)"
+                    )));
+                }
                 steering
                     .set_socket(queue, socket.as_fd())
                     .map_err(|e| failed("registering the socket")(format!("{name}: {e}")))?;
@@ -195,12 +219,16 @@ impl DataPlane {
                 let tun = tun_queues.pop().ok_or_else(|| {
                     failed("starting workers")("fewer TUN queues than NIC queues".to_owned())
                 })?;
+                let core = placement.cpu as usize;
                 tracing::info!(
                     nic = %name,
                     queue,
                     worker = index,
-                    core = index % cores,
+                    core,
                     bind = ?socket.bound_mode(),
+                    ring = layout.ring_size,
+                    frames = layout.frames_per_worker,
+                    busy_poll = layout.busy_poll,
                     "AF_XDP worker ready"
                 );
                 workers.push(Worker {
@@ -212,9 +240,9 @@ impl DataPlane {
                     stats: Arc::new(WorkerStats::default()),
                     config: WorkerConfig {
                         index,
-                        core: Some(index % cores),
+                        core: Some(core),
                         l2,
-                        busy_poll_rounds: BUSY_POLL_ROUNDS,
+                        busy_poll_rounds: spin_rounds,
                         origin,
                         panic_after_frames: test_panic_after_frames(),
                     },
@@ -272,19 +300,44 @@ impl DataPlane {
         })
     }
 
-    /// TUN queues the data plane needs: one per queue of every `Attach` NIC.
-    pub fn queues_needed(config: &Config) -> Result<usize, DaemonError> {
+    /// The worker layout for `config` on this host ([`crate::layout::plan`]): CPUs from
+    /// sysfs, each `Attach` NIC's queue count from netlink. (Sysfs lists the NICs of the
+    /// network namespace it was mounted in, so inside a namespace only netlink sees them.)
+    pub fn plan_layout(config: &Config) -> Result<Layout, DaemonError> {
+        let sys = std::path::Path::new("/sys");
+        let cpus =
+            layout::read_cpus(sys).map_err(|e| failed("reading the host's CPUs")(e.to_string()))?;
         let mut netlink = Netlink::open().map_err(|e| failed("opening netlink")(e.to_string()))?;
-        let mut total = 0;
+        let mut nics = Vec::new();
         for name in &config.interface.attach {
             let link = netlink.link_by_name(name).map_err(|e| {
                 failed("finding the Attach NIC")(format!(
                     "{name}: {e} (is the name right, and in this network namespace?)"
                 ))
             })?;
-            total += link.rx_queues.max(1) as usize;
+            let numa_node =
+                layout::read_numa_node(&sys.join("class/net").join(name).join("device/numa_node"))
+                    .ok()
+                    .flatten();
+            nics.push(NicFacts {
+                name: name.clone(),
+                queues: link.rx_queues.max(1),
+                numa_node,
+                zero_copy: None,
+            });
         }
-        Ok(total)
+        let layout = layout::plan(&config.interface, &HostFacts { cpus, nics })
+            .map_err(|e| DaemonError::Layout(e.to_string()))?;
+        for warning in &layout.warnings {
+            tracing::warn!("layout: {warning}");
+        }
+        Ok(layout)
+    }
+
+    /// TUN queues the data plane needs: one per worker, a worker per planned queue of every
+    /// `Attach` NIC.
+    pub fn tun_queues_needed(config: &Config, layout: &Layout) -> usize {
+        layout.workers.len() * config.interface.attach.len()
     }
 
     /// Runs the control plane's side: worker events, traffic-driven timers, table updates.

@@ -40,6 +40,8 @@ pub struct Parts<'a> {
     pub config: Config,
     pub tunnel: Tunnel<OsRng>,
     pub interface: &'a mut Interface,
+    /// XDP mode's worker layout; `None` in portable mode.
+    pub layout: Option<crate::layout::Layout>,
     pub control_path: PathBuf,
     pub stop: Arc<AtomicBool>,
     pub wall_clock_at_start: Duration,
@@ -150,6 +152,7 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         config,
         mut tunnel,
         interface,
+        layout,
         control_path,
         stop,
         wall_clock_at_start,
@@ -161,16 +164,18 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
     }
     let listen_port = udp.local_addr().ok().map(|a| a.port());
     let start = Instant::now();
-    let mut data_plane = if config.interface.attach.is_empty() {
-        None
-    } else {
-        let queues = std::mem::take(&mut interface.worker_queues);
-        Some(DataPlane::start(
-            &config,
-            listen_port.unwrap_or(port),
-            queues,
-            start,
-        )?)
+    let mut data_plane = match &layout {
+        None => None,
+        Some(layout) => {
+            let queues = std::mem::take(&mut interface.worker_queues);
+            Some(DataPlane::start(
+                &config,
+                layout,
+                listen_port.unwrap_or(port),
+                queues,
+                start,
+            )?)
+        }
     };
     let v6 = udp.local_addr().is_ok_and(|a| a.is_ipv6());
     let mut preshared: HashSet<PublicKey> = config

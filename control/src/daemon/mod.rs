@@ -29,6 +29,9 @@ pub enum DaemonError {
     /// The config file is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The config's worker layout does not fit this host (names the key to change).
+    #[error("worker layout: {0}")]
+    Layout(String),
     /// The interface name derived from the file name is unusable.
     #[error(
         "cannot name the interface after {path}: {reason} (use a file name of 1-15 letters, \
@@ -168,11 +171,14 @@ pub fn up(options: &UpOptions) -> Result<(), DaemonError> {
     }
     let hook_commands = config.interface.hooks.clone();
     hooks::run(hooks::Stage::PreUp, &hook_commands.pre_up, &name)?;
-    let worker_queues = if config.interface.attach.is_empty() {
-        0
+    let layout = if config.interface.attach.is_empty() {
+        None
     } else {
-        data_plane::DataPlane::queues_needed(&config)?
+        Some(data_plane::DataPlane::plan_layout(&config)?)
     };
+    let worker_queues = layout.as_ref().map_or(0, |layout| {
+        data_plane::DataPlane::tun_queues_needed(&config, layout)
+    });
     let mut interface = interface::Interface::create(&name, &config, worker_queues)?;
     hooks::run(hooks::Stage::PostUp, &hook_commands.post_up, &name)?;
     let control_path = match &options.control_socket {
@@ -202,6 +208,7 @@ pub fn up(options: &UpOptions) -> Result<(), DaemonError> {
         config,
         tunnel,
         interface: &mut interface,
+        layout,
         control_path,
         stop,
         wall_clock_at_start: wall_clock_now,

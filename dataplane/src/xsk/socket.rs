@@ -334,6 +334,37 @@ impl XskSocket {
         })
     }
 
+    /// Asks the kernel to let this socket's `poll`/`sendto`/`recvfrom` drive the queue's NAPI
+    /// directly (`SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL` for `usecs`, `SO_BUSY_POLL_BUDGET`
+    /// packets), instead of waiting for interrupts: the kernel's AF_XDP busy-poll mode
+    /// (Linux 5.11+). Effective on NICs with NAPI; with `napi_defer_hard_irqs` and
+    /// `gro_flush_timeout` set on the NIC, interrupts stay off while the worker polls.
+    pub fn enable_busy_poll(&self, usecs: u32, budget: u32) -> io::Result<()> {
+        let settings = [
+            (libc::SO_PREFER_BUSY_POLL, 1),
+            (libc::SO_BUSY_POLL, usecs),
+            (libc::SO_BUSY_POLL_BUDGET, budget),
+        ];
+        for (option, value) in settings {
+            let value = libc::c_int::try_from(value).unwrap_or(libc::c_int::MAX);
+            // SAFETY: the fd is this socket's, open for its whole life; the option value is a
+            // live c_int and the length passed is its size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    self.as_fd().as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    option,
+                    std::ptr::from_ref(&value).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
     /// Copy or zero-copy, as the kernel reports it.
     pub fn bound_mode(&self) -> BoundMode {
         self.mode
