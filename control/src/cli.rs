@@ -80,6 +80,24 @@ pub enum Command {
         #[arg(long)]
         control_socket: Option<PathBuf>,
     },
+    /// Check that this host and the config's Attach NICs can run the XDP data plane well:
+    /// prints OK/WARN/FAIL rows with what was found, why it matters and the fix; exits 1 if
+    /// a check fails. docs/doctor.md explains each check.
+    Doctor {
+        /// The configuration whose Attach NICs and layout keys to check (without one, only
+        /// the host is checked).
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Apply the fixes that are safe at run time (queue counts, MTU, offloads, UDP
+        /// hashing, IRQ affinity, sysctls); asks first unless --yes.
+        #[arg(long)]
+        fix: bool,
+        /// With --fix: apply without asking.
+        #[arg(long, requires = "fix")]
+        yes: bool,
+    },
     /// Stop a running interface.
     Down {
         /// The interface name.
@@ -141,6 +159,22 @@ impl Cli {
                 name,
                 control_socket,
             } => control_request(&name, control_socket, &Request::Down).map(|_| ()),
+            Command::Doctor {
+                config,
+                json,
+                fix,
+                yes,
+            } => {
+                let options = crate::doctor::DoctorOptions {
+                    config,
+                    json,
+                    fix,
+                    yes,
+                };
+                crate::doctor::run(&options, &mut stdout, &mut stderr, &mut io::stdin().lock())
+                    .map(drop)
+                    .map_err(CliError::from)
+            }
         };
         match result.and_then(|()| stdout.flush().map_err(CliError::WriteOutput)) {
             Ok(()) => ExitCode::SUCCESS,
@@ -167,6 +201,9 @@ pub enum CliError {
     /// Talking to a running gateway failed.
     #[error(transparent)]
     Control(#[from] crate::ctl::CtlError),
+    /// `warpline doctor` found failures or could not run.
+    #[error(transparent)]
+    Doctor(#[from] crate::doctor::DoctorError),
     /// The command's arguments are wrong.
     #[error("{0}")]
     Usage(String),
@@ -484,12 +521,21 @@ mod tests {
             (vec!["warpline", "pubkey"], "Pubkey"),
             (vec!["warpline", "genpsk"], "Genpsk"),
             (vec!["warpline", "check-config", "wl0.conf"], "CheckConfig"),
+            (vec!["warpline", "doctor"], "Doctor"),
+            (
+                vec!["warpline", "doctor", "wl0.conf", "--json", "--fix", "--yes"],
+                "Doctor",
+            ),
         ] {
             let cli = Cli::try_parse_from(&args).unwrap();
             assert!(format!("{:?}", cli.command).starts_with(expected));
         }
         assert!(Cli::try_parse_from(["warpline", "check-config"]).is_err());
         assert!(Cli::try_parse_from(["warpline", "pubkey", "extra"]).is_err());
+        assert!(
+            Cli::try_parse_from(["warpline", "doctor", "--yes"]).is_err(),
+            "--yes without --fix"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod config;
 pub mod cookie;
 pub mod ctl;
 pub mod daemon;
+pub mod doctor;
 pub mod ha;
 pub mod keys;
 pub mod layout;
