@@ -20,6 +20,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "iperf3",
         "throughput through the tunnel in the stock-client gateway tests",
     ),
+    (
+        "g++",
+        "compiles libFuzzer (C++, via libfuzzer-sys) for the fuzz targets in fuzz/",
+    ),
 ];
 
 /// Cargo-installed tools: (binary, crate, pinned version, why). `--locked` and a pinned

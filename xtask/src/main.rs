@@ -4,18 +4,24 @@
 //! - `cargo xtask demo`  — the main job: installs what it needs, builds, runs the demo.
 //! - `cargo xtask test`  — the whole suite: installs what it needs, fmt, clippy, all tests.
 //! - `cargo xtask bench <suite>` — benchmarks (never part of `test`).
+//! - `cargo xtask fuzz`  — the fuzz targets in `fuzz/`: `--short` in `test`, long by hand.
 //! - `cargo xtask deps`  — only the installation step.
 
 mod deps;
+mod fuzz;
 
 use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
+    if let Some(code) = fuzz::run_as_rustc_wrapper() {
+        return code;
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("demo") => demo(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("deps") => deps::ensure_all(),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
@@ -36,8 +42,12 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
   demo            install what is needed, build, and run the warpline demo
-  test            install what is needed, then fmt check, clippy -D warnings, all tests
+  test            install what is needed, then fmt check, clippy -D warnings, all tests,
+                  and every fuzz target for 10 s
   bench <suite>   run a benchmark suite (crypto, handshake, pipeline); `bench list` lists them
+  fuzz [--short | --minutes N] [TARGET...]
+                  build the fuzz targets (fuzz/) and run them: --short is 10 s each,
+                  otherwise 5 minutes each; `fuzz --help` for more
   deps            only install the system packages the tests and demo need
 ";
 
@@ -69,6 +79,11 @@ fn test() -> Result<(), String> {
         println!("xtask: not root: privileged tests (XDP, AF_XDP, namespaces) will skip");
     }
     run("cargo", &["fmt", "--all", "--check"])?;
+    // The fuzz crate is outside the workspace, so `--all` does not reach it.
+    run(
+        "cargo",
+        &["fmt", "--check", "--manifest-path", "fuzz/Cargo.toml"],
+    )?;
     run(
         "cargo",
         &[
@@ -81,6 +96,25 @@ fn test() -> Result<(), String> {
         ],
     )?;
     run("cargo", &["test", "--workspace", "--no-fail-fast"])?;
+    // The fuzz crate without libFuzzer: lints, and every checked-in input (seeds and the
+    // regression inputs of bugs found) replayed through its target as a plain test.
+    let fuzz_plain = [
+        "--manifest-path",
+        "fuzz/Cargo.toml",
+        "--no-default-features",
+    ];
+    run(
+        "cargo",
+        &[
+            &["clippy", "--all-targets"][..],
+            &fuzz_plain,
+            &["--", "-D", "warnings"],
+        ]
+        .concat(),
+    )?;
+    run("cargo", &[&["test"][..], &fuzz_plain].concat())?;
+    // Hostile-input fuzzing, bounded: every target for a few seconds from its seed corpus.
+    fuzz::run(&["--short".to_owned()])?;
     println!("xtask: all checks passed");
     Ok(())
 }
