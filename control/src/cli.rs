@@ -15,6 +15,7 @@ use crate::ctl::{Request, Response};
 use crate::keys::{KeyParseError, PresharedKey, PrivateKey, PublicKey};
 
 mod set_args;
+pub mod syncconf;
 
 /// The `warpline` command line.
 #[derive(Debug, clap::Parser)]
@@ -98,6 +99,18 @@ pub enum Command {
         #[arg(long, requires = "fix")]
         yes: bool,
     },
+    /// Make a running interface's peers match a config file without a restart (like
+    /// `wg syncconf`): peers missing from the file are removed, every peer of the file is set.
+    /// The whole file is checked first, so an invalid one changes nothing.
+    Syncconf {
+        /// The interface name.
+        name: String,
+        /// The configuration file, e.g. /etc/warpline/wl0.conf.
+        config: PathBuf,
+        /// The control socket (default: /run/warpline/<name>.sock).
+        #[arg(long)]
+        control_socket: Option<PathBuf>,
+    },
     /// Stop a running interface.
     Down {
         /// The interface name.
@@ -155,6 +168,11 @@ impl Cli {
                 .map_err(CliError::Usage)
                 .and_then(|request| control_request(&name, control_socket, &request))
                 .map(|_| ()),
+            Command::Syncconf {
+                name,
+                config,
+                control_socket,
+            } => sync_config(&name, &config, control_socket, &mut stdout, &mut stderr),
             Command::Down {
                 name,
                 control_socket,
@@ -363,6 +381,57 @@ pub fn check_config(
     }
     let summary = config_summary(&config, &path.display().to_string(), &warnings);
     writeln!(out, "{summary}").map_err(CliError::WriteOutput)
+}
+
+/// `warpline syncconf`: checks the whole file, plans against the running interface, then
+/// sends the plan. A request the gateway refuses stops the sync there and says how far it got.
+fn sync_config(
+    name: &str,
+    path: &Path,
+    control_socket: Option<PathBuf>,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<(), CliError> {
+    let (config, warnings) = Config::load(path)?;
+    for warning in &warnings {
+        let _ = writeln!(err, "warpline: warning: {warning}");
+    }
+    let running = match control_request(name, control_socket.clone(), &Request::Show)? {
+        Response::Show(snapshot) => snapshot,
+        other => {
+            return Err(CliError::Refused(format!(
+                "the gateway answered show with {other:?}"
+            )));
+        }
+    };
+    let plan = syncconf::plan(&config, &running, syncconf::resolve_system)
+        .map_err(|e| CliError::Refused(format!("{}: nothing changed: {e}", path.display())))?;
+    for (done, request) in plan.requests.iter().enumerate() {
+        control_request(name, control_socket.clone(), request).map_err(|e| {
+            CliError::Refused(format!(
+                "{e} (syncing {} stopped after {done} of {} changes; run it again once fixed)",
+                path.display(),
+                plan.requests.len()
+            ))
+        })?;
+    }
+    for note in &plan.restart_needed {
+        let _ = writeln!(
+            err,
+            "warpline: warning: not applied, needs a restart: {note}"
+        );
+    }
+    writeln!(
+        out,
+        "{name}: synced {}: {} peers added, {} updated, {} removed, {} re-created (cipher \
+         changed)",
+        path.display(),
+        plan.added,
+        plan.kept,
+        plan.removed,
+        plan.recreated
+    )
+    .map_err(CliError::WriteOutput)
 }
 
 /// One paragraph describing a valid config: what an operator checks before bringing it up.

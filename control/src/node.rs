@@ -338,6 +338,18 @@ impl<R: CryptoRngCore> Node<R> {
         self.generation += 1;
     }
 
+    /// Changes a peer's preshared key for its next handshakes (`warpline set ... preshared-key`,
+    /// `syncconf`); the current sessions go on until they are rekeyed, as in WireGuard.
+    pub fn set_preshared_key(&mut self, id: PeerId, psk: PresharedKey) {
+        self.peers[id.0].remote.set_preshared_key(psk);
+    }
+
+    /// Changes a peer's persistent keepalive interval; `None` turns it off.
+    pub fn set_persistent_keepalive(&mut self, id: PeerId, interval: Option<Duration>) {
+        self.peers[id.0].persistent_keepalive = interval;
+        self.generation += 1;
+    }
+
     /// Cookie replies sent so far (handshakes answered with a cookie because of load).
     pub fn cookie_replies_sent(&self) -> u64 {
         self.cookie_replies_sent

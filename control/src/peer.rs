@@ -241,6 +241,11 @@ impl Peer {
         self.remote.suite()
     }
 
+    /// Whether `psk` is this peer's preshared key (constant time).
+    pub fn has_preshared_key(&self, psk: &crate::keys::PresharedKey) -> bool {
+        self.remote.has_preshared_key(psk)
+    }
+
     /// The persistent keepalive interval, if configured.
     pub fn persistent_keepalive(&self) -> Option<Duration> {
         self.persistent_keepalive

@@ -420,14 +420,30 @@ fn set_peer(
         },
     };
     if let Some(id) = tunnel.node().peer_by_key(&public_key) {
-        if psk.is_some() || suite.is_some() {
+        // Validated above; nothing is changed unless every part of the request is possible.
+        if suite.is_some_and(|suite| suite != tunnel.node().peer(id).suite()) {
             return Response::error(
-                "changing the preshared key or cipher of a live peer needs remove + set",
+                "changing the cipher of a live peer needs remove + set (its handshakes run \
+                 under another protocol name)",
             );
         }
         tunnel.set_allowed_ips(id, &prefixes);
+        let node = tunnel.node_mut();
         if endpoint.is_some() {
-            tunnel.node_mut().set_endpoint(id, endpoint);
+            node.set_endpoint(id, endpoint);
+        }
+        if persistent_keepalive.is_some() {
+            node.set_persistent_keepalive(id, persistent_keepalive_of(persistent_keepalive));
+        }
+        if let Some(psk) = psk
+            && !node.peer(id).has_preshared_key(&psk)
+        {
+            if psk == PresharedKey::none() {
+                preshared.remove(&public_key);
+            } else {
+                preshared.insert(public_key);
+            }
+            node.set_preshared_key(id, psk);
         }
         return Response::Ok;
     }

@@ -216,6 +216,17 @@ impl RemoteStatic {
         self.suite
     }
 
+    /// Whether `psk` is this peer's preshared key (constant time).
+    pub fn has_preshared_key(&self, psk: &PresharedKey) -> bool {
+        self.psk == *psk
+    }
+
+    /// Replaces the preshared key for the handshakes to come. Nothing precomputed depends on
+    /// it (IKpsk2 mixes it in at the end), and sessions already made keep their keys.
+    pub fn set_preshared_key(&mut self, psk: PresharedKey) {
+        self.psk = psk;
+    }
+
     /// The key for MAC1 of messages we send to this peer.
     pub fn mac1_key(&self) -> &[u8; HASH_LEN] {
         &self.mac1_key
