@@ -125,7 +125,7 @@ struct udphdr {
 enum verdict {
 	VERDICT_REDIRECTED = 0,    // handed to the queue's AF_XDP socket
 	VERDICT_PASS_NOT_IP = 1,   // ARP, LLDP, ... : not IPv4/IPv6
-	VERDICT_PASS_UNPARSED = 2, // truncated, fragment, extension header, stacked VLAN
+	VERDICT_PASS_UNPARSED = 2, // truncated, fragment, IPv4 options, extension header, stacked VLAN
 	VERDICT_PASS_NOT_UDP = 3,  // ICMP, ND, TCP, ... (WAN)
 	VERDICT_PASS_OTHER_PORT = 4,  // UDP, but not to a listen port (WAN)
 	VERDICT_PASS_HANDSHAKE = 5,   // WireGuard types 1-3 for the control plane (WAN)
@@ -264,15 +264,18 @@ int steer_wan(struct xdp_md *ctx)
 		struct iphdr *ip = l3.start;
 		if ((void *)(ip + 1) > data_end)
 			return count(VERDICT_PASS_UNPARSED, XDP_PASS);
-		__u32 ihl = ip->ihl_version & 0x0F;
-		if ((ip->ihl_version >> 4) != 4 || ihl < 5)
+		// Only option-less headers (IHL 5): reaching the UDP header behind options would
+		// take pointer arithmetic with a variable offset, which the verifier allows only
+		// with CAP_PERFMON (Spectre v1 hardening), and the gateway runs without it.
+		// WireGuard over IPv4 with options is vanishingly rare; the kernel socket takes it.
+		if (ip->ihl_version != 0x45)
 			return count(VERDICT_PASS_UNPARSED, XDP_PASS);
 		if (ip->protocol != IPPROTO_UDP)
 			return count(VERDICT_PASS_NOT_UDP, XDP_PASS);
 		// Fragments need reassembly: the kernel does that.
 		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 			return count(VERDICT_PASS_UNPARSED, XDP_PASS);
-		udp = (void *)ip + ihl * 4;
+		udp = (void *)(ip + 1);
 	} else {
 		struct ipv6hdr *ip6 = l3.start;
 		if ((void *)(ip6 + 1) > data_end)
