@@ -221,6 +221,15 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
                 .unwrap_or_else(|_| Response::error("the daemon did not answer in time"))
         })
         .map_err(|e| DaemonError::Control(e.to_string()))?;
+    // Up: TUN, routes, sockets, data plane and control socket are all in place.
+    super::notify::ready(&match &data_plane {
+        Some(data_plane) => format!(
+            "{name} up (XDP mode): {} peers, {} AF_XDP workers",
+            config.peers.len(),
+            data_plane.worker_snapshots().len()
+        ),
+        None => format!("{name} up (portable mode): {} peers", config.peers.len()),
+    });
 
     let mut counters = LoopCounters::default();
     let mut datagram = vec![0u8; 65536];
@@ -350,6 +359,7 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
             let _ = reply.send(response);
         }
     }
+    super::notify::stopping();
     control.shutdown();
     drop(data_plane);
     Ok(())

@@ -11,6 +11,7 @@ mod data_plane;
 mod event_loop;
 mod hooks;
 mod interface;
+mod notify;
 mod setup;
 mod snapshot;
 
