@@ -2,36 +2,95 @@
 //! baseline in the same run and reports ratios, because the machines this runs on are shared
 //! and noisy; absolute figures are printed with the machine they came from.
 //!
-//! Run through `cargo xtask bench <suite>` (bench profile: LTO, one codegen unit).
+//! Run through `cargo xtask bench <suite>` (bench profile: LTO, one codegen unit). The binary
+//! is self-contained (no external commands, no files of the source tree), so it can also be
+//! copied to a bigger machine and run there with `--out DIR`.
 
+mod chart;
+mod progress;
 mod report;
 mod suites;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let suite = args
-        .iter()
-        .find(|a| !a.starts_with("--"))
-        .map(String::as_str);
-    let result = match suite {
-        Some("crypto") => suites::crypto::run(quick),
-        Some("handshake") => suites::handshake::run(quick),
-        Some("pipeline") => suites::pipeline::run(quick),
-        Some("list") | None => {
-            println!("suites:");
-            println!(
-                "  handshake   responder handshakes/s per core and cookie replies/s under a flood,"
-            );
-            println!("              against boringtun and snow in the same run");
-            println!("  pipeline    encap/decap batches vs raw AEAD and boringtun, session lookup");
-            println!("options: --quick (shorter runs, for smoke tests)");
-            Ok(())
+const USAGE: &str = "\
+usage: warpline-bench <suite> [options]
+
+suites:
+  crypto      one core sealing at 64..8192 B: ring ChaCha20-Poly1305 / AES-256-GCM against
+              RustCrypto (the per-core ceiling)
+  handshake   responder handshakes/s per core and cookie replies/s under a flood,
+              against boringtun and snow in the same run
+  pipeline    encap/decap batches vs raw AEAD and boringtun, UDP checksum, session lookup
+  scale       encap/decap with 1..N pinned worker threads sharing one session table,
+              many peers and one peer: total rate and scaling efficiency
+  list        this list
+
+options:
+  --quick            shorter runs, for smoke tests
+  --out DIR          write <suite>.json and <suite>.svg to DIR (default: target/bench)
+  --workers 1,2,4    scale: worker counts (default 1,2,4,8,12, clamped to the CPUs there are)
+  --seconds S        scale: seconds per point (default 1, 0.1 with --quick)
+  --runs N           scale: runs per point, the median is reported (default 3)";
+
+/// The command line: a suite and options.
+#[derive(Debug, Default)]
+struct Args {
+    suite: Option<String>,
+    quick: bool,
+    scale: suites::scale::Options,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args::default();
+    let mut words = std::env::args().skip(1);
+    while let Some(word) = words.next() {
+        let mut value = || words.next().ok_or(format!("{word} needs a value"));
+        match word.as_str() {
+            "--quick" => {
+                args.quick = true;
+                args.scale.quick = true;
+            }
+            "--out" => report::set_output_dir(PathBuf::from(value()?)),
+            "--workers" => {
+                let counts = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("--workers: {e} (expected e.g. 1,2,4)"))?;
+                args.scale.workers = Some(counts);
+            }
+            "--seconds" => {
+                args.scale.seconds = Some(value()?.parse().map_err(|e| format!("--seconds: {e}"))?)
+            }
+            "--runs" => {
+                args.scale.runs = Some(value()?.parse().map_err(|e| format!("--runs: {e}"))?)
+            }
+            "-h" | "--help" => args.suite = Some("list".into()),
+            flag if flag.starts_with('-') => return Err(format!("unknown option {flag}\n{USAGE}")),
+            suite if args.suite.is_none() => args.suite = Some(suite.to_owned()),
+            extra => return Err(format!("unexpected argument '{extra}'\n{USAGE}")),
         }
-        Some(other) => Err(format!("unknown suite '{other}' (try `list`)")),
-    };
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let result = parse_args().and_then(|args| {
+        let quick = args.quick;
+        match args.suite.as_deref() {
+            Some("crypto") => suites::crypto::run(quick),
+            Some("handshake") => suites::handshake::run(quick),
+            Some("pipeline") => suites::pipeline::run(quick),
+            Some("scale") => suites::scale::run(&args.scale),
+            Some("list") | None => {
+                println!("{USAGE}");
+                Ok(())
+            }
+            Some(other) => Err(format!("unknown suite '{other}' (try `list`)")),
+        }
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -1,7 +1,40 @@
 //! Timing helpers, the machine description, and result output (table on stdout, JSON file).
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// Where results go, when `--out` chose a folder.
+static OUTPUT_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Sends every suite's results to `dir` instead of the default (see [`output_dir`]).
+pub fn set_output_dir(dir: PathBuf) {
+    // Called once, from argument parsing, before any suite runs.
+    let _ = OUTPUT_DIR.set(dir);
+}
+
+/// The folder results are written to: `--out` if given; else the workspace's `target/bench`
+/// when the binary runs where it was built (`cargo xtask bench`); else `target/bench` under the
+/// current directory, for a binary copied to another machine.
+pub fn output_dir() -> PathBuf {
+    if let Some(dir) = OUTPUT_DIR.get() {
+        return dir.clone();
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if workspace.join("Cargo.toml").is_file() {
+        workspace.join("target/bench")
+    } else {
+        PathBuf::from("target/bench")
+    }
+}
+
+/// `<output dir>/<suite>.<extension>`, creating the folder.
+pub fn output_path(suite: &str, extension: &str) -> Result<PathBuf, String> {
+    let dir = output_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir.join(format!("{suite}.{extension}")))
+}
 
 /// Runs `op` in batches until `budget` has passed; returns operations per second.
 /// `op(i)` must do one operation; its index lets callers walk pre-built inputs.
@@ -48,10 +81,9 @@ pub struct Row {
     pub figures: Vec<(&'static str, f64)>,
 }
 
-/// Prints rows as a table and writes them as JSON to `target/bench/<suite>.json`.
+/// Prints rows as a table and writes them as JSON to `<output dir>/<suite>.json`.
 pub fn publish(suite: &str, rows: &[Row]) -> Result<(), String> {
-    let machine = machine();
-    println!("\n{suite} — {machine}");
+    println!("\n{suite} — {}", machine());
     for row in rows {
         let mut line = format!("  {:<44}", row.name);
         for (label, value) in &row.figures {
@@ -59,9 +91,14 @@ pub fn publish(suite: &str, rows: &[Row]) -> Result<(), String> {
         }
         println!("{line}");
     }
+    write_json(suite, rows)
+}
+
+/// Writes rows as JSON to `<output dir>/<suite>.json`, with the machine they came from.
+pub fn write_json(suite: &str, rows: &[Row]) -> Result<(), String> {
     let mut json = format!(
         "{{\"suite\":\"{suite}\",\"machine\":\"{}\",\"rows\":[",
-        machine.replace('"', "'")
+        machine().replace('"', "'")
     );
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
@@ -69,14 +106,17 @@ pub fn publish(suite: &str, rows: &[Row]) -> Result<(), String> {
         }
         let _ = write!(json, "{{\"name\":\"{}\"", row.name);
         for (label, value) in &row.figures {
-            let _ = write!(json, ",\"{label}\":{value}");
+            // JSON has no NaN or infinity: a figure that does not apply is null.
+            if value.is_finite() {
+                let _ = write!(json, ",\"{label}\":{value}");
+            } else {
+                let _ = write!(json, ",\"{label}\":null");
+            }
         }
         json.push('}');
     }
     json.push_str("]}\n");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let path = dir.join(format!("{suite}.json"));
+    let path = output_path(suite, "json")?;
     std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("  (written to {})", path.display());
     Ok(())

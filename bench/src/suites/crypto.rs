@@ -13,7 +13,9 @@ use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use warpline_dataplane::aead::{PacketKey, Suite};
 
-use crate::report::{Row, median, publish, rate};
+use crate::chart::{self, Panel, Series};
+use crate::progress::Progress;
+use crate::report::{Row, machine, median, output_path, publish, rate};
 
 const SIZES: [usize; 5] = [64, 128, 512, 1420, 8192];
 
@@ -81,17 +83,22 @@ pub fn run(quick: bool) -> Result<(), String> {
     let budget = Duration::from_millis(if quick { 50 } else { 300 });
     let mut backends = backends();
     let mut rows = Vec::new();
+    let mut progress = Progress::new("crypto", SIZES.len() * 3);
+    // Gbit/s per backend, per size, for the chart.
+    let mut gbits: Vec<Vec<f64>> = vec![Vec::new(); backends.len()];
     for size in SIZES {
         let mut buf = vec![0u8; size + 16];
         // Interleaved rounds: a neighbour's load burst hits every backend alike.
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); backends.len()];
-        for _ in 0..3 {
+        for round in 0..3 {
+            progress.step(format_args!("{size} B, round {}/3", round + 1));
             for (i, (_, seal)) in backends.iter_mut().enumerate() {
                 samples[i].push(rate(budget, |n| seal(&mut buf, size, n as u64)));
             }
         }
         let rates: Vec<f64> = samples.into_iter().map(median).collect();
-        for ((name, _), per_s) in backends.iter().zip(&rates) {
+        for (((name, _), per_s), chart_values) in backends.iter().zip(&rates).zip(&mut gbits) {
+            chart_values.push(per_s * size as f64 * 8.0 / 1e9);
             rows.push(Row {
                 name: format!("{name} @ {size} B"),
                 figures: vec![
@@ -101,8 +108,26 @@ pub fn run(quick: bool) -> Result<(), String> {
                 ],
             });
         }
-        print!("\rcrypto: {size} B done   ");
     }
-    println!();
-    publish("crypto", &rows)
+    progress.finish();
+    publish("crypto", &rows)?;
+    let series = backends
+        .iter()
+        .zip(gbits)
+        .map(|((name, _), values)| Series::bars(*name, values))
+        .collect();
+    chart::draw(
+        &output_path("crypto", "svg")?,
+        &format!(
+            "warpline crypto: sealing in place on one core, {}",
+            machine()
+        ),
+        &[Panel::Bars {
+            title: "throughput by payload size (median of 3 interleaved rounds)".into(),
+            y_label: "Gbit/s".into(),
+            groups: SIZES.iter().map(|s| format!("{s} B")).collect(),
+            series,
+        }],
+        1,
+    )
 }

@@ -20,7 +20,9 @@ use warpline_control::keys::PrivateKey;
 use warpline_control::node::{Node, NodeConfig, PeerConfig, Received};
 use warpline_dataplane::time::Time;
 
-use crate::report::{Row, median, median_of, publish, rate};
+use crate::chart::{self, Panel, Series};
+use crate::progress::Progress;
+use crate::report::{Row, machine, median, median_of, output_path, publish, rate};
 
 const PROLOGUE: &[u8] = b"WireGuard v1 zx2c4 Jason@zx2c4.com";
 const ORIGIN_WALL: Duration = Duration::from_secs(1_760_000_000);
@@ -224,20 +226,27 @@ impl SnowCase {
 pub fn run(quick: bool) -> Result<(), String> {
     let peers = if quick { 300 } else { 3000 };
     let budget = Duration::from_millis(if quick { 200 } else { 1000 });
-    println!("handshake: preparing {peers} initiations per implementation ...");
+    let mut progress = Progress::new("handshake", 3 + 3 * 3 + 1);
+    progress.step(format_args!("preparing {peers} initiations for warpline"));
     let warpline = WarplineCase::new(peers);
+    progress.step(format_args!("preparing {peers} initiations for boringtun"));
     let boringtun = BoringtunCase::new(peers);
+    progress.step(format_args!("preparing {peers} initiations for snow"));
     let snow = SnowCase::new(peers);
-    println!("handshake: measuring (3 interleaved rounds, medians) ...");
     // Interleaved rounds, so a burst of load from a neighbour hits all three alike.
     let (mut ours, mut theirs, mut snows) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..3 {
+    for round in 1..=3 {
+        progress.step(format_args!("round {round}/3: warpline"));
         ours.push(warpline.handshakes_per_second());
+        progress.step(format_args!("round {round}/3: boringtun"));
         theirs.push(boringtun.handshakes_per_second());
+        progress.step(format_args!("round {round}/3: snow"));
         snows.push(snow.handshakes_per_second());
     }
     let (ours, theirs, snows) = (median(ours), median(theirs), median(snows));
+    progress.step("cookie replies under a flood");
     let cookies = median_of(3, || warpline.cookie_replies_per_second(budget));
+    progress.finish();
     let rows = vec![
         Row {
             name: "warpline responder (Node, full path)".into(),
@@ -257,6 +266,24 @@ pub fn run(quick: bool) -> Result<(), String> {
         },
     ];
     publish("handshake", &rows)?;
+    chart::draw(
+        &output_path("handshake", "svg")?,
+        &format!("warpline handshake: responder on one core, {}", machine()),
+        &[Panel::Bars {
+            title: format!(
+                "median of 3 rounds of {peers} initiations; \
+                 warpline cookie replies under a flood: {cookies:.0}/s"
+            ),
+            y_label: "responder handshakes/s".into(),
+            groups: vec!["fresh initiations, one core".into()],
+            series: vec![
+                Series::bars("warpline Node (full path)", [ours]),
+                Series::bars("boringtun Tunn::decapsulate", [theirs]),
+                Series::bars("snow (bare Noise, no MACs)", [snows]),
+            ],
+        }],
+        1,
+    )?;
     println!(
         "  target: >= 3000 responder handshakes/s on one core: {}",
         if ours >= 3000.0 { "met" } else { "NOT met" }

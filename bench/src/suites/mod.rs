@@ -3,3 +3,4 @@
 pub mod crypto;
 pub mod handshake;
 pub mod pipeline;
+pub mod scale;

@@ -35,7 +35,9 @@ use warpline_dataplane::sessions::{Endpoint, PeerId, SharedSession, Snapshot};
 use warpline_dataplane::time::Time;
 use warpline_dataplane::wire::{IpProtocol, checksum, ipv4};
 
-use crate::report::{Row, median, publish};
+use crate::chart::{self, Panel, Series};
+use crate::progress::Progress;
+use crate::report::{Row, machine, median, output_path, publish};
 
 const SIZES: [usize; 4] = [64, 128, 512, 1420];
 const BATCH: usize = 64;
@@ -460,23 +462,37 @@ fn lookups(quick: bool) -> Vec<Row> {
 pub fn run(quick: bool) -> Result<(), String> {
     let budget = Duration::from_millis(if quick { 20 } else { 150 });
     let rounds = if quick { 3 } else { 7 };
-    println!("pipeline: preparing fixtures (warpline, raw AEAD, boringtun pair per size) ...");
-    let mut cases: Vec<Case> = SIZES.iter().map(|&s| Case::new(s)).collect();
-    println!("pipeline: measuring ({rounds} interleaved rounds, medians) ...");
+    let mut progress = Progress::new("pipeline", SIZES.len() * (rounds + 1) + 2);
+    let mut cases: Vec<Case> = SIZES
+        .iter()
+        .map(|&s| {
+            progress.step(format_args!(
+                "preparing {s} B fixtures (warpline, raw AEAD, boringtun pair)"
+            ));
+            Case::new(s)
+        })
+        .collect();
     let mut samples = vec![vec![Vec::new(); KINDS.len()]; SIZES.len()];
     for round in 0..rounds {
-        for (case, case_samples) in cases.iter_mut().zip(&mut samples) {
+        for ((case, case_samples), size) in cases.iter_mut().zip(&mut samples).zip(SIZES) {
+            progress.step(format_args!(
+                "round {}/{rounds} (interleaved, medians): {size} B",
+                round + 1
+            ));
             for (kind, kind_samples) in case_samples.iter_mut().enumerate() {
                 kind_samples.push(measure(case, kind, budget));
             }
         }
-        print!("\rpipeline: round {}/{rounds}   ", round + 1);
     }
-    println!();
     let mut rows = Vec::new();
     let mut verdict = Vec::new();
+    // Mpps per kind, per size, for the chart.
+    let mut mpps: Vec<Vec<f64>> = vec![Vec::new(); KINDS.len()];
     for (c, &size) in SIZES.iter().enumerate() {
         let rates: Vec<f64> = samples[c].iter().cloned().map(median).collect();
+        for (kind_mpps, rate) in mpps.iter_mut().zip(&rates) {
+            kind_mpps.push(rate / 1e6);
+        }
         for (kind, name) in KINDS.iter().enumerate() {
             let (raw, bt) = if kind < 3 {
                 (rates[1], rates[2])
@@ -500,9 +516,32 @@ pub fn run(quick: bool) -> Result<(), String> {
             verdict.push((name, size, ours / raw, ours / bt));
         }
     }
+    progress.step("UDP checksum");
     rows.extend(checksum_rows(quick));
+    progress.step("session lookup, 100k sessions");
     rows.extend(lookups(quick));
+    progress.finish();
     publish("pipeline", &rows)?;
+    let panel = |title: &str, kinds: std::ops::Range<usize>| Panel::Bars {
+        title: title.into(),
+        y_label: "Mpps (one core, 64-packet batches)".into(),
+        groups: SIZES.iter().map(|s| format!("{s} B")).collect(),
+        series: kinds
+            .map(|k| Series::bars(KINDS[k], mpps[k].iter().copied()))
+            .collect(),
+    };
+    chart::draw(
+        &output_path("pipeline", "svg")?,
+        &format!(
+            "warpline pipeline: in-memory data path on one core, {}",
+            machine()
+        ),
+        &[
+            panel("encapsulation (seal)", 0..3),
+            panel("decapsulation (open)", 3..6),
+        ],
+        2,
+    )?;
     println!(
         "  targets: >= 0.95 x raw AEAD at 1420 B, >= 0.75 at 64 B, >= 1.2 x boringtun at 64 B"
     );
