@@ -44,7 +44,8 @@ usage: cargo xtask <task>
   demo            install what is needed, build, and run the warpline demo
   test            install what is needed, then fmt check, clippy -D warnings, all tests,
                   and every fuzz target for 10 s
-  bench <suite>   run a benchmark suite (crypto, handshake, pipeline); `bench list` lists them
+  bench <suite>   run a benchmark suite (crypto, handshake, pipeline, scale); `bench list`
+                  lists them and their options
   fuzz [--short | --minutes N] [TARGET...]
                   build the fuzz targets (fuzz/) and run them: --short is 10 s each,
                   otherwise 5 minutes each; `fuzz --help` for more
