@@ -54,6 +54,13 @@ fn wan_steers_type4_to_af_xdp_and_the_rest_to_the_kernel(mode: AttachMode) {
     senders[0]
         .send_to(&wireguard_message(4, 0, 20), to_listen)
         .expect("send short type 4");
+    // Type 4 behind an IPv4 header with options (IHL 6): the program steers only IHL 5
+    // (so the verifier needs no CAP_PERFMON), and this one must reach the kernel socket.
+    set_ip_options(&senders[0], &[1, 1, 1, 0]);
+    senders[0]
+        .send_to(&wireguard_message(4, 0, 64), to_listen)
+        .expect("send type 4 with IP options");
+    set_ip_options(&senders[0], &[]);
 
     // IPv6: type 4 to AF_XDP, a handshake to the kernel (neighbour discovery
     // must pass for either to arrive at all).
@@ -144,15 +151,15 @@ fn wan_steers_type4_to_af_xdp_and_the_rest_to_the_kernel(mode: AttachMode) {
     let mut kernel_kinds = Vec::new();
     let mut buf = [0u8; 2048];
     let deadline = Instant::now() + Duration::from_secs(3);
-    while kernel_kinds.len() < 5 && Instant::now() < deadline {
+    while kernel_kinds.len() < 6 && Instant::now() < deadline {
         if let Ok((len, _)) = kernel_socket.recv_from(&mut buf) {
             kernel_kinds.push((buf[0], len));
         }
     }
     assert_eq!(
         kernel_kinds,
-        vec![(1, 148), (1, 148), (2, 148), (3, 148), (4, 20)],
-        "handshakes and the malformed message reach the kernel socket"
+        vec![(1, 148), (1, 148), (2, 148), (3, 148), (4, 20), (4, 64)],
+        "handshakes, the malformed message and the one with IP options reach the kernel socket"
     );
 
     let mut buf6 = [0u8; 2048];
@@ -173,8 +180,8 @@ fn wan_steers_type4_to_af_xdp_and_the_rest_to_the_kernel(mode: AttachMode) {
     assert_eq!(verdicts.get(Verdict::Redirected), sent_data as u64);
     assert_eq!(verdicts.get(Verdict::PassHandshake), 5);
     assert!(
-        verdicts.get(Verdict::PassUnparsed) >= 1,
-        "QinQ passed: {verdicts:?}"
+        verdicts.get(Verdict::PassUnparsed) >= 2,
+        "QinQ and IPv4 options passed: {verdicts:?}"
     );
     assert_eq!(verdicts.get(Verdict::PassMalformed), 1);
     assert!(
@@ -306,6 +313,23 @@ fn xdp_lan_steers_only_tunnel_prefixes() {
         verdicts.get(Verdict::PassOutsidePrefixes) - outside_before >= outside.len() as u64,
         "{verdicts:?}"
     );
+}
+
+/// Sets the IPv4 options every datagram of `socket` carries (`&[]` clears them).
+fn set_ip_options(socket: &UdpSocket, options: &[u8]) {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: the fd is the socket's own; the kernel reads `options.len()` bytes from a live
+    // slice; length 0 clears the options.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_OPTIONS,
+            options.as_ptr().cast(),
+            options.len() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "IP_OPTIONS: {}", io::Error::last_os_error());
 }
 
 fn destination_of(frame: &[u8]) -> IpAddr {
