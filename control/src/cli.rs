@@ -368,17 +368,26 @@ fn ensure_only_whitespace_remains(input: &mut impl Read) -> Result<(), PubkeyInp
     }
 }
 
+/// Loads the config at `path` and prints its warnings to `err`.
+fn load_config(
+    path: &Path,
+    err: &mut impl Write,
+) -> Result<(Config, Vec<ConfigWarning>), CliError> {
+    let (config, warnings) = Config::load(path)?;
+    for warning in &warnings {
+        // A warning that cannot be shown must not turn a valid config into a failure.
+        let _ = writeln!(err, "warpline: warning: {warning}");
+    }
+    Ok((config, warnings))
+}
+
 /// Loads the config at `path`, prints its warnings to `err` and a summary to `out`.
 pub fn check_config(
     path: &Path,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<(), CliError> {
-    let (config, warnings) = Config::load(path)?;
-    for warning in &warnings {
-        // A warning that cannot be shown must not turn a valid config into a failure.
-        let _ = writeln!(err, "warpline: warning: {warning}");
-    }
+    let (config, warnings) = load_config(path, err)?;
     let summary = config_summary(&config, &path.display().to_string(), &warnings);
     writeln!(out, "{summary}").map_err(CliError::WriteOutput)
 }
@@ -392,10 +401,7 @@ fn sync_config(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<(), CliError> {
-    let (config, warnings) = Config::load(path)?;
-    for warning in &warnings {
-        let _ = writeln!(err, "warpline: warning: {warning}");
-    }
+    let (config, _) = load_config(path, err)?;
     let running = match control_request(name, control_socket.clone(), &Request::Show)? {
         Response::Show(snapshot) => snapshot,
         other => {
