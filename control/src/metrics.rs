@@ -57,6 +57,12 @@ pub fn render_prometheus(snapshot: &InterfaceSnapshot) -> String {
         &peer_samples(&|p| Some(p.tx_bytes)),
     );
     family(
+        "warpline_peer_handshakes_total",
+        "counter",
+        "Handshakes completed with the peer since the gateway started.",
+        &peer_samples(&|p| Some(p.handshakes)),
+    );
+    family(
         "warpline_peer_latest_handshake_seconds",
         "gauge",
         "Unix time of the peer's latest completed handshake.",
@@ -207,6 +213,7 @@ mod tests {
                 endpoint: None,
                 allowed_ips: vec![],
                 latest_handshake_unix_secs: Some(1_700_000_000),
+                handshakes: 7,
                 rx_bytes: 1234,
                 tx_bytes: 99,
                 persistent_keepalive_secs: None,
@@ -230,6 +237,9 @@ mod tests {
         assert!(text.contains("# TYPE warpline_peer_receive_bytes_total counter"));
         assert!(text.contains(&format!(
             "warpline_peer_receive_bytes_total{{interface=\"wl0\",{peer}}} 1234"
+        )));
+        assert!(text.contains(&format!(
+            "warpline_peer_handshakes_total{{interface=\"wl0\",{peer}}} 7"
         )));
         assert!(text.contains(
             "warpline_worker_dropped_packets_total{interface=\"wl0\",worker=\"0\",\

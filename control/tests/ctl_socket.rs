@@ -85,6 +85,7 @@ fn handler(state: Arc<Mutex<Daemon>>) -> impl FnMut(Request) -> Response + Send 
                     endpoint,
                     allowed_ips,
                     latest_handshake_unix_secs: None,
+                    handshakes: 0,
                     rx_bytes: 0,
                     tx_bytes: 0,
                     persistent_keepalive_secs: persistent_keepalive,

@@ -273,6 +273,19 @@ fn two_gateways_carry_udp_through_the_tunnel() {
         metrics.contains("warpline_peer_receive_bytes_total"),
         "{metrics}"
     );
+    // The tunnel carried traffic, so at least one handshake completed with B.
+    let handshakes = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("warpline_peer_handshakes_total")
+                && line.contains(&key_b.public_key().to_base64())
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|count| count.parse::<u64>().ok());
+    assert!(
+        handshakes.is_some_and(|count| count >= 1),
+        "no handshake counted for B: {metrics}"
+    );
 
     stop(&mut daemon_a);
     stop(&mut daemon_b);

@@ -159,6 +159,7 @@ mod tests {
                     endpoint: Some("198.51.100.9:40000".into()),
                     allowed_ips: vec!["10.0.0.9/32".into()],
                     latest_handshake_unix_secs: None,
+                    handshakes: 0,
                     rx_bytes: 0,
                     tx_bytes: 0,
                     persistent_keepalive_secs: None,

@@ -35,6 +35,9 @@ pub struct PeerSnapshot {
     pub allowed_ips: Vec<String>,
     /// When the latest handshake completed, seconds since the Unix epoch; `None`: never.
     pub latest_handshake_unix_secs: Option<u64>,
+    /// Handshakes completed with this peer since the gateway started.
+    #[serde(default)]
+    pub handshakes: u64,
     /// Bytes received from this peer (transport data, as `wg` counts).
     pub rx_bytes: u64,
     /// Bytes sent to this peer.

@@ -42,6 +42,7 @@ pub fn build<R: CryptoRngCore>(
                 latest_handshake_unix_secs: stats
                     .last_handshake
                     .map(|t| (wall_clock_at_start + t.since_origin()).as_secs()),
+                handshakes: stats.handshakes,
                 rx_bytes: stats.rx_bytes,
                 tx_bytes: stats.tx_bytes,
                 persistent_keepalive_secs: peer
