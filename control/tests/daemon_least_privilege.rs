@@ -373,3 +373,94 @@ fn systemd_accepts_the_unit_file() {
         "systemd-analyze verify warned: {said}"
     );
 }
+
+/// Started as root, the gateway gives up every capability but the unit's four once it is set
+/// up: in every thread (the workers included) and in the bounding set, so nothing it runs later
+/// can regain them. Its traffic and its PostDown hook still work.
+#[test]
+fn a_root_started_gateway_keeps_only_the_runtime_capabilities() {
+    if let Err(reason) = require_root() {
+        println!("skipping: {reason}");
+        return;
+    }
+    let mask = unit_capabilities();
+    let (gateway_host, client_host) = (Host::new("g").unwrap(), Host::new("c").unwrap());
+    let veth = Veth::new(&gateway_host, &client_host, 2).unwrap();
+    gateway_host
+        .add_address(&veth.a, "10.208.0.1".parse().unwrap(), 24)
+        .unwrap();
+    client_host
+        .add_address(&veth.b, "10.208.0.2".parse().unwrap(), 24)
+        .unwrap();
+    let (gateway_key, client_key) = (PrivateKey::generate(), PrivateKey::generate());
+    let dir = TempDir::new();
+    let post_down = dir.0.join("post-down-ran");
+    let gateway = warpline_up(
+        &gateway_host,
+        &dir,
+        &format!("{}g", unique_name()),
+        &format!(
+            "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = 10.95.0.1/32\n\
+             Attach = {}\nPostDown = touch {}\n\
+             [Peer]\nPublicKey = {}\nAllowedIPs = 10.95.0.2/32\n",
+            gateway_key.to_base64(),
+            veth.a.name,
+            post_down.display(),
+            client_key.public_key().to_base64()
+        ),
+    );
+    let pid = gateway.proc.child.id();
+    // The control socket exists once setup is over; the workers may still be starting.
+    std::thread::sleep(Duration::from_millis(300));
+    let tasks: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    let mut workers = 0;
+    for task in &tasks {
+        let status = std::fs::read_to_string(task.join("status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
+                .unwrap()
+        };
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap();
+        workers += usize::from(comm.starts_with("wl-worker"));
+        assert_eq!(field("CapEff:"), mask, "thread {}: effective", comm.trim());
+        assert_eq!(field("CapPrm:"), mask, "thread {}: permitted", comm.trim());
+        assert_eq!(field("CapBnd:"), mask, "thread {}: bounding", comm.trim());
+    }
+    assert!(workers >= 1, "no worker thread among {tasks:?}");
+
+    let client = warpline_up(
+        &client_host,
+        &dir,
+        &format!("{}c", unique_name()),
+        &format!(
+            "[Interface]\nPrivateKey = {}\nAddress = 10.95.0.2/32\n\
+             [Peer]\nPublicKey = {}\nAllowedIPs = 10.95.0.1/32\nEndpoint = 10.208.0.1:51820\n",
+            client_key.to_base64(),
+            gateway_key.public_key().to_base64()
+        ),
+    );
+    let echo_address: SocketAddr = "10.95.0.1:9000".parse().unwrap();
+    let echo = UdpEcho::start(&gateway_host, echo_address);
+    let echoed = udp_echoes(
+        &client_host,
+        "10.95.0.2:0".parse().unwrap(),
+        echo_address,
+        20,
+        20,
+        Duration::from_millis(250),
+    );
+    assert_eq!(echoed, 20, "traffic through the reduced gateway was lost");
+    drop(echo);
+    drop(client);
+    gateway.down();
+    assert!(
+        post_down.exists(),
+        "the PostDown hook did not run after the drop"
+    );
+}

@@ -163,6 +163,18 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         set_mark(&udp, mark)?;
     }
     let listen_port = udp.local_addr().ok().map(|a| a.port());
+    // Everything that needs more than the runtime capabilities is done (TUN, PreUp/PostUp
+    // hooks, the socket on a possibly privileged port), and no thread exists yet: drop the
+    // rest here, so every thread started from now on has only what the gateway still uses.
+    let kept =
+        super::privileges::keep_runtime_capabilities().map_err(|e| DaemonError::DataPlane {
+            what: "dropping capabilities",
+            reason: e.to_string(),
+        })?;
+    tracing::info!(
+        kept = ?super::privileges::names(kept.effective),
+        "capabilities reduced to those the running gateway uses"
+    );
     let start = Instant::now();
     let mut data_plane = match &layout {
         None => None,

@@ -12,6 +12,7 @@ mod event_loop;
 mod hooks;
 mod interface;
 mod notify;
+mod privileges;
 mod setup;
 mod snapshot;
 
