@@ -272,6 +272,19 @@ fn the_gateway_survives_hostile_traffic_and_counts_every_kind() {
             "tunnel never came up"
         );
     }
+    // The insider's session comes up before the flood too: under the flood its first
+    // handshake would need a cookie and a retry after the 5 s rekey timeout, and the drops
+    // this test counts must not depend on that race.
+    let insider = attacker_host.run(|| UdpSocket::bind("10.98.0.7:0").unwrap());
+    let insider_public = insider_key.public_key().to_base64();
+    while gateway.peer_json(&insider_public)["latest_handshake_unix_secs"].is_null() {
+        assert!(
+            ready.elapsed() < Duration::from_secs(20),
+            "the insider's tunnel never came up"
+        );
+        let _ = insider.send_to(b"hello", ECHO);
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let _mirror = tcp_mirror(&gateway_host, MIRROR.parse().unwrap(), 2);
     let unloaded = tcp_rate(&client_host);
     let rss_before = rss_kib(gateway.proc.child.id());
@@ -341,7 +354,6 @@ fn the_gateway_survives_hostile_traffic_and_counts_every_kind() {
             *sent_by_kind.lock().unwrap() = counts;
         })
     };
-    let insider = attacker_host.run(|| UdpSocket::bind("10.98.0.7:0").unwrap());
     let loaded = {
         let spoof_stop = Arc::new(AtomicBool::new(false));
         let spoofing = {
