@@ -102,8 +102,14 @@ pub struct WorkerPlacement {
 /// The worker layout for the `Attach` NICs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
-    /// One entry per worker; worker `i` serves queue `i`.
+    /// One entry per served queue of the first `Attach` NIC: queue `i` on CPU
+    /// `cpu_order[i]`. The other NICs' workers follow on the next CPUs ([`Layout::cpu_for`]).
     pub workers: Vec<WorkerPlacement>,
+    /// The `Attach` NICs, in config order.
+    pub nics: Vec<String>,
+    /// The CPUs workers run on, in the order they are handed out: the `Cores` list, or the
+    /// `auto` choice (the NIC's node, one thread per physical core first).
+    pub cpu_order: Vec<u32>,
     /// Queues each `Attach` NIC should have: one per worker. A NIC with more spreads some
     /// tunnels onto queues no worker serves (see [`LayoutWarning::UnservedQueues`]).
     pub queues_per_nic: u32,
@@ -133,7 +139,29 @@ impl Layout {
     /// Bytes of UMEM all workers pin together: what `RLIMIT_MEMLOCK` must allow when the
     /// process lacks `CAP_IPC_LOCK`.
     pub fn umem_bytes_total(&self) -> u64 {
-        self.umem_bytes_per_worker() * self.workers.len() as u64
+        self.umem_bytes_per_worker() * self.worker_count() as u64
+    }
+
+    /// Workers on all `Attach` NICs together: one per served queue of each.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len() * self.nics.len().max(1)
+    }
+
+    /// The CPU of the worker serving `queue` of the `nic_index`-th `Attach` NIC: the layout's
+    /// CPUs in order, NIC after NIC, so several NICs do not stack their workers on the same
+    /// CPUs; past the last CPU the order starts again and workers share.
+    pub fn cpu_for(&self, nic_index: usize, queue: u32) -> u32 {
+        let slot = nic_index * self.queues_per_nic as usize + queue as usize;
+        self.cpu_order
+            .get(slot % self.cpu_order.len().max(1))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// [`Layout::cpu_for`] by NIC name; `None` for a NIC the layout does not attach.
+    pub fn cpu_for_nic(&self, nic: &str, queue: u32) -> Option<u32> {
+        let index = self.nics.iter().position(|name| name == nic)?;
+        (queue < self.queues_per_nic).then(|| self.cpu_for(index, queue))
     }
 
     /// The placement of the worker serving `queue`.
@@ -354,9 +382,16 @@ pub fn plan(interface: &InterfaceConfig, host: &HostFacts) -> Result<Layout, Lay
         })
         .collect();
     let ring_size = keys.ring_size.descriptors();
+    let cpu_order = cpus
+        .iter()
+        .take(preferred.max(wanted as usize))
+        .map(|cpu| cpu.id)
+        .collect();
     let layout = Layout {
         warnings: warnings(&nics, &workers, &host.cpus, wanted),
         workers,
+        nics: nics.iter().map(|nic| nic.name.clone()).collect(),
+        cpu_order,
         queues_per_nic: wanted,
         bind_mode: match keys.zero_copy {
             ZeroCopy::Auto => BindMode::Auto,

@@ -132,8 +132,8 @@ fn local_addresses(
 impl DataPlane {
     /// Attaches the steering program to every `Attach` NIC, binds one AF_XDP socket on each
     /// of the first `layout.queues_per_nic` queues of each, and starts a worker per socket on
-    /// `tun_queues` (one TUN queue each; [`DataPlane::tun_queues_needed`] says how many). The
-    /// worker of queue `q` runs on the CPU the layout gives queue `q`, on every NIC.
+    /// `tun_queues` (one TUN queue each; [`DataPlane::tun_queues_needed`] says how many). Each
+    /// worker is pinned to [`Layout::cpu_for`] its NIC and queue.
     pub fn start(
         config: &Config,
         layout: &Layout,
@@ -162,7 +162,7 @@ impl DataPlane {
         };
         let mut attached = Vec::new();
         let mut workers = Vec::new();
-        for name in &config.interface.attach {
+        for (nic_index, name) in config.interface.attach.iter().enumerate() {
             let link = netlink
                 .link_by_name(name)
                 .map_err(|e| failed("finding the Attach NIC")(format!("{name}: {e}")))?;
@@ -219,7 +219,7 @@ impl DataPlane {
                 let tun = tun_queues.pop().ok_or_else(|| {
                     failed("starting workers")("fewer TUN queues than NIC queues".to_owned())
                 })?;
-                let core = placement.cpu as usize;
+                let core = layout.cpu_for(nic_index, queue) as usize;
                 tracing::info!(
                     nic = %name,
                     queue,
@@ -336,8 +336,8 @@ impl DataPlane {
 
     /// TUN queues the data plane needs: one per worker, a worker per planned queue of every
     /// `Attach` NIC.
-    pub fn tun_queues_needed(config: &Config, layout: &Layout) -> usize {
-        layout.workers.len() * config.interface.attach.len()
+    pub fn tun_queues_needed(layout: &Layout) -> usize {
+        layout.worker_count()
     }
 
     /// Runs the control plane's side: worker events, traffic-driven timers, table updates.

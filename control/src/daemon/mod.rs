@@ -178,9 +178,9 @@ pub fn up(options: &UpOptions) -> Result<(), DaemonError> {
     } else {
         Some(data_plane::DataPlane::plan_layout(&config)?)
     };
-    let worker_queues = layout.as_ref().map_or(0, |layout| {
-        data_plane::DataPlane::tun_queues_needed(&config, layout)
-    });
+    let worker_queues = layout
+        .as_ref()
+        .map_or(0, data_plane::DataPlane::tun_queues_needed);
     let mut interface = interface::Interface::create(&name, &config, worker_queues)?;
     hooks::run(hooks::Stage::PostUp, &hook_commands.post_up, &name)?;
     let control_path = match &options.control_socket {

@@ -340,3 +340,44 @@ fn this_host_reads_and_lays_out_when_it_has_a_nic() {
     let layout = plan(&config, &facts).unwrap();
     assert!(!layout.workers.is_empty());
 }
+
+/// Several `Attach` NICs: their workers take the next CPUs instead of stacking on the first
+/// NIC's, and wrap around (sharing) only when the CPUs run out.
+#[test]
+fn several_nics_spread_their_workers_over_the_cpus() {
+    let text = format!(
+        "[Interface]\nPrivateKey = {PRIVATE_KEY}\nAttach = eth0\nAttach = eth1\nAttach = eth2\n"
+    );
+    let interface = Config::parse(&text, "wl0.conf").unwrap().interface;
+    let mut host = flat_host(4, 1);
+    host.nics = ["eth0", "eth1", "eth2"]
+        .iter()
+        .map(|name| NicFacts {
+            name: (*name).to_owned(),
+            ..nic(1, None)
+        })
+        .collect();
+    let layout = plan(&interface, &host).unwrap();
+    assert_eq!(layout.worker_count(), 3);
+    // Four CPUs, CPU 0 spared: 1, 2, 3 for the three single-queue NICs.
+    let cpus: Vec<u32> = (0..3).map(|nic| layout.cpu_for(nic, 0)).collect();
+    assert_eq!(cpus, [1, 2, 3]);
+    assert_eq!(layout.cpu_for_nic("eth2", 0), Some(3));
+    assert_eq!(
+        layout.cpu_for_nic("eth2", 1),
+        None,
+        "eth2 has one served queue"
+    );
+    assert_eq!(layout.cpu_for_nic("eth9", 0), None);
+    assert_eq!(
+        layout.umem_bytes_total(),
+        3 * layout.umem_bytes_per_worker()
+    );
+
+    // Two CPUs for three NICs: the third NIC's worker shares the first CPU.
+    let mut small = host.clone();
+    small.cpus = (0..2).map(Cpu::plain).collect();
+    let layout = plan(&interface, &small).unwrap();
+    let cpus: Vec<u32> = (0..3).map(|nic| layout.cpu_for(nic, 0)).collect();
+    assert_eq!(cpus, [0, 1, 0]);
+}

@@ -24,8 +24,14 @@ pub(super) fn check(host: &HostReport, nics: &[NicReport], context: &Context<'_>
     ]
 }
 
+/// Every CPU a worker runs on, over all `Attach` NICs, ascending and without repeats.
 fn worker_cpus(layout: &Layout) -> Vec<u32> {
-    layout.workers.iter().map(|w| w.cpu).collect()
+    let mut cpus: Vec<u32> = (0..layout.nics.len().max(1))
+        .flat_map(|nic| (0..layout.queues_per_nic).map(move |queue| layout.cpu_for(nic, queue)))
+        .collect();
+    cpus.sort_unstable();
+    cpus.dedup();
+    cpus
 }
 
 /// "worker CPU 3 is" / "worker CPUs 2-5 are".

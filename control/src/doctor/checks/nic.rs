@@ -473,13 +473,8 @@ fn irq_affinity(report: &NicReport, context: &Context<'_>) -> Finding {
         .queue_irqs
         .iter()
         .filter_map(|irq| {
-            let worker = layout.worker_for_queue(irq.queue)?;
-            (irq.affinity != [worker.cpu]).then_some((
-                irq.queue,
-                irq.irq,
-                irq.affinity.as_slice(),
-                worker.cpu,
-            ))
+            let cpu = layout.cpu_for_nic(nic, irq.queue)?;
+            (irq.affinity != [cpu]).then_some((irq.queue, irq.irq, irq.affinity.as_slice(), cpu))
         })
         .collect();
     if misplaced.is_empty() {
