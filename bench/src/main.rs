@@ -25,6 +25,8 @@ suites:
   pipeline    encap/decap batches vs raw AEAD and boringtun, UDP checksum, session lookup
   scale       encap/decap with 1..N pinned worker threads sharing one session table,
               many peers and one peer: total rate and scaling efficiency
+  soak        (root) an XDP gateway and many warpline clients for --minutes, rekeying every
+              4 s and roaming: gateway memory, fds, drops, handshakes and echo loss over time
   list        this list
 
 options:
@@ -32,7 +34,9 @@ options:
   --out DIR          write <suite>.json and <suite>.svg to DIR (default: target/bench)
   --workers 1,2,4    scale: worker counts (default 1,2,4,8,12, clamped to the CPUs there are)
   --seconds S        scale: seconds per point (default 1, 0.1 with --quick)
-  --runs N           scale: runs per point, the median is reported (default 3)";
+  --runs N           scale: runs per point, the median is reported (default 3)
+  --minutes M        soak: how long (default 10, 1 with --quick)
+  --peers N          soak: warpline clients, one peer each (default 16)";
 
 /// The command line: a suite and options.
 #[derive(Debug, Default)]
@@ -40,6 +44,7 @@ struct Args {
     suite: Option<String>,
     quick: bool,
     scale: suites::scale::Options,
+    soak: suites::soak::Options,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -51,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
             "--quick" => {
                 args.quick = true;
                 args.scale.quick = true;
+                args.soak.quick = true;
             }
             "--out" => report::set_output_dir(PathBuf::from(value()?)),
             "--workers" => {
@@ -66,6 +72,12 @@ fn parse_args() -> Result<Args, String> {
             }
             "--runs" => {
                 args.scale.runs = Some(value()?.parse().map_err(|e| format!("--runs: {e}"))?)
+            }
+            "--minutes" => {
+                args.soak.minutes = Some(value()?.parse().map_err(|e| format!("--minutes: {e}"))?)
+            }
+            "--peers" => {
+                args.soak.peers = Some(value()?.parse().map_err(|e| format!("--peers: {e}"))?)
             }
             "-h" | "--help" => args.suite = Some("list".into()),
             flag if flag.starts_with('-') => return Err(format!("unknown option {flag}\n{USAGE}")),
@@ -84,6 +96,7 @@ fn main() -> ExitCode {
             Some("handshake") => suites::handshake::run(quick),
             Some("pipeline") => suites::pipeline::run(quick),
             Some("scale") => suites::scale::run(&args.scale),
+            Some("soak") => suites::soak::run(&args.soak),
             Some("list") | None => {
                 println!("{USAGE}");
                 Ok(())

@@ -44,7 +44,7 @@ usage: cargo xtask <task>
   demo            install what is needed, build, and run the warpline demo
   test            install what is needed, then fmt check, clippy -D warnings, all tests,
                   and every fuzz target for 10 s
-  bench <suite>   run a benchmark suite (crypto, handshake, pipeline, scale); `bench list`
+  bench <suite>   run a benchmark suite (crypto, handshake, pipeline, scale, soak); `bench list`
                   lists them and their options
   fuzz [--short | --minutes N] [TARGET...]
                   build the fuzz targets (fuzz/) and run them: --short is 10 s each,
@@ -170,6 +170,21 @@ fn demo(args: &[String]) -> Result<(), String> {
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
+    if args.first().map(String::as_str) == Some("soak") {
+        // The soak suite runs the real gateway: the binary beside warpline-bench.
+        run(
+            "cargo",
+            &[
+                "build",
+                "--profile",
+                "bench",
+                "--package",
+                "warpline-control",
+                "--bin",
+                "warpline",
+            ],
+        )?;
+    }
     let mut cargo_args = vec![
         "run",
         "--profile",

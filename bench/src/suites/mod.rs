@@ -4,3 +4,4 @@ pub mod crypto;
 pub mod handshake;
 pub mod pipeline;
 pub mod scale;
+pub mod soak;
