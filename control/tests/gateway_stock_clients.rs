@@ -289,6 +289,14 @@ fn boringtun_client_through_gateway(mode: GatewayMode) {
         );
     }
 
+    // ping: ICMP through the tunnel to the server behind the gateway, answered by its kernel.
+    let server_v4: std::net::Ipv4Addr = SERVER_V4.parse().unwrap();
+    let rtt = lab
+        .client(0)
+        .run(|| warpline_dataplane::lab::ping(server_v4))
+        .unwrap_or_else(|e| panic!("ping {SERVER_V4} through boringtun -> warpline: {e}"));
+    println!("ping {SERVER_V4} through the tunnel ({mode:?} gateway): {rtt:?}");
+
     // TCP both ways (the server mirrors what it got), 4 MiB each way, IPv4 and IPv6.
     let tcp_v4 = tcp_mirror(&lab.server, SocketAddr::new(ip(SERVER_V4), TCP_PORT), 1);
     let tcp_v6 = tcp_mirror(&lab.server, SocketAddr::new(ip(SERVER_V6), TCP_PORT), 1);

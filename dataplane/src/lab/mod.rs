@@ -14,6 +14,7 @@
 //! Needs root (`CAP_SYS_ADMIN` + `CAP_NET_ADMIN`); see [`require_root`].
 
 mod netlink;
+mod ping;
 pub mod traffic;
 
 use std::{
@@ -25,6 +26,7 @@ use std::{
 };
 
 pub use netlink::{LinkInfo, Netlink, RouteTo, RoutingRule};
+pub use ping::ping;
 
 /// `Err(reason)` when the process is not root, for tests to print
 /// `skipping: <reason>` and return.
