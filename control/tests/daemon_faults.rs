@@ -127,6 +127,17 @@ fn sigterm_stops_cleanly_with_xdp_detached_and_the_tun_gone() {
             .xdp_program_id
     };
     assert!(attached(&gateway).is_some(), "XDP is not attached while up");
+    // Idle, the workers back off to sleeping in poll: the gateway uses next to no CPU. A
+    // worker that kept busy-polling would use a whole core.
+    let pid = daemon.proc.child.id();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_time(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_time(pid) - before;
+    assert!(
+        used < Duration::from_secs(1),
+        "an idle gateway used {used:?} of CPU in 2 s"
+    );
     // SAFETY: kill only sends a signal to the child we started.
     let rc = unsafe { libc::kill(daemon.proc.child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0);
@@ -141,4 +152,17 @@ fn sigterm_stops_cleanly_with_xdp_detached_and_the_tun_gone() {
     assert_eq!(attached(&gateway), None, "XDP still attached after SIGTERM");
     let tun = gateway.netlink(|netlink: &mut Netlink| netlink.link_by_name(&name));
     assert!(tun.is_err(), "the TUN device outlived the gateway");
+}
+
+/// User plus system CPU time of process `pid` so far, from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at field 3; utime and
+    // stime are fields 14 and 15, in clock ticks.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf reads a configuration value and touches no memory.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
 }
