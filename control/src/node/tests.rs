@@ -552,3 +552,52 @@ fn data_plane_traffic_drives_rotation_keepalives_and_shares_send_counters() {
         .unwrap();
     assert_eq!(transport_counter(&out[..len]), 6);
 }
+
+/// A rekey starts the new session's counters again under a new index, and once the session
+/// after it exists the first one's keys are gone: a message sealed under them is refused as
+/// an unknown index, not merely as expired.
+#[test]
+fn a_rekey_starts_counters_again_and_retires_the_old_keys() {
+    use warpline_dataplane::wire::wireguard::Transport;
+    fn seal(lab: &mut Lab, n: u8) -> Vec<u8> {
+        let mut out = vec![0u8; 200];
+        let (_, len) = lab
+            .a
+            .send_packet(lab.now, lab.a_peer, &ip_packet(80, n), &mut out)
+            .unwrap()
+            .unwrap();
+        out.truncate(len);
+        out
+    }
+    let header = |message: &[u8]| {
+        let transport = Transport::new_checked(message).unwrap();
+        (transport.receiver_index(), transport.counter())
+    };
+    let mut lab = Lab::new(Suite::ChaCha20Poly1305, [0; 32]);
+    lab.a_sends(&ip_packet(80, 1));
+    let first = seal(&mut lab, 2);
+    let (first_index, first_counter) = header(&first);
+    assert!(first_counter >= 1);
+
+    lab.run_until(Time::from_secs(121));
+    lab.a_sends(&ip_packet(80, 3));
+    lab.a_sends(&ip_packet(80, 4));
+    let (index, counter) = header(&seal(&mut lab, 5));
+    assert_ne!(index, first_index, "still sending under the first session");
+    assert!(
+        counter < 4,
+        "the new session's counters did not start again: {counter}"
+    );
+
+    lab.run_until(Time::from_secs(242));
+    lab.a_sends(&ip_packet(80, 6));
+    lab.a_sends(&ip_packet(80, 7));
+    assert_eq!(lab.a.peer(lab.a_peer).stats().handshakes, 3);
+    lab.drops.clear();
+    lab.arrive_at_b(first);
+    assert_eq!(
+        lab.drops,
+        vec![DropReason::UnknownIndex],
+        "the first session's keys outlived two rekeys"
+    );
+}
