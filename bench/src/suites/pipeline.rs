@@ -339,7 +339,9 @@ impl Case {
     }
 }
 
-fn frame_refs<'a>(
+/// `BATCH` frames over `bufs`, frame `i` at `place(i)` = (offset, len). The scale suite uses
+/// it too.
+pub(crate) fn frame_refs<'a>(
     bufs: &'a mut [Vec<u8>],
     place: impl Fn(usize) -> (usize, usize),
 ) -> [FrameRef<'a>; BATCH] {

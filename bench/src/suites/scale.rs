@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 use warpline_dataplane::aead::Suite;
 use warpline_dataplane::allowed_ips::IpPrefix;
 use warpline_dataplane::pipeline::{
-    DROP_REASONS, DropCounters, DropReason, Events, FrameRef, HEADROOM, L2Info, TAILROOM, Verdict,
+    DROP_REASONS, DropCounters, DropReason, Events, HEADROOM, L2Info, TAILROOM, Verdict,
     decap_batch, encap_batch,
 };
 use warpline_dataplane::session::SessionParams;
@@ -64,6 +64,7 @@ use warpline_dataplane::worker::pin_to_core;
 use crate::chart::{self, Panel, Series};
 use crate::progress::Progress;
 use crate::report::{Row, machine, median, output_path, write_json};
+use crate::suites::pipeline::frame_refs;
 
 const BATCH: usize = 64;
 const SIZES: [usize; 2] = [64, 1420];
@@ -338,6 +339,30 @@ fn shared_session(
     ))
 }
 
+/// One end of peer `k`'s tunnel: (local, remote) indices, (send, receive) keys, the far end's
+/// address and MAC, and the inner address routed into the tunnel.
+struct Side {
+    indices: (u32, u32),
+    keys: ([u8; 32], [u8; 32]),
+    far_end: (Ipv4Addr, [u8; 6]),
+    routed: Ipv4Addr,
+}
+
+impl Side {
+    fn install(self, snapshot: &mut Snapshot, k: u32) {
+        let (local, remote) = self.indices;
+        let (send, receive) = self.keys;
+        snapshot.install(shared_session(local, remote, k, send, receive));
+        snapshot.peer_mut(PeerId(k)).endpoint = Some(Endpoint {
+            addr: (self.far_end.0, PORT).into(),
+            mac: self.far_end.1,
+        });
+        snapshot
+            .routes_mut()
+            .insert(IpPrefix::host(self.routed.into()), PeerId(k));
+    }
+}
+
 /// The gateway under test (published in a [`SessionTable`]) and the peers' halves of the same
 /// tunnels (the mirror, which only seals decap traffic). Peer `k` of the gateway is peer `k` of
 /// the mirror; its allowed IP is `10.1.x.y`, and the mirror routes `10.2.x.y` to it.
@@ -357,34 +382,20 @@ impl Fixture {
         for k in 0..peers {
             let (to_peer, to_gateway) = (key(k, 0x11), key(k, 0x22));
             let (gateway_index, peer_index) = (index(k, 0x5bd1_e995), index(k, 0x2545_f491));
-            gateway.install(shared_session(
-                gateway_index,
-                peer_index,
-                k,
-                to_peer,
-                to_gateway,
-            ));
-            gateway.peer_mut(PeerId(k)).endpoint = Some(Endpoint {
-                addr: (PEERS_IP, PORT).into(),
-                mac: PEERS_MAC,
-            });
-            gateway
-                .routes_mut()
-                .insert(IpPrefix::host(peer_address(1, k).into()), PeerId(k));
-            mirror.install(shared_session(
-                peer_index,
-                gateway_index,
-                k,
-                to_gateway,
-                to_peer,
-            ));
-            mirror.peer_mut(PeerId(k)).endpoint = Some(Endpoint {
-                addr: (GATEWAY_IP, PORT).into(),
-                mac: GATEWAY_MAC,
-            });
-            mirror
-                .routes_mut()
-                .insert(IpPrefix::host(peer_address(2, k).into()), PeerId(k));
+            let gateway_side = Side {
+                indices: (gateway_index, peer_index),
+                keys: (to_peer, to_gateway),
+                far_end: (PEERS_IP, PEERS_MAC),
+                routed: peer_address(1, k),
+            };
+            gateway_side.install(&mut gateway, k);
+            let mirror_side = Side {
+                indices: (peer_index, gateway_index),
+                keys: (to_gateway, to_peer),
+                far_end: (GATEWAY_IP, GATEWAY_MAC),
+                routed: peer_address(2, k),
+            };
+            mirror_side.install(&mut mirror, k);
         }
         let l2 = |mac, ip| L2Info {
             src_mac: mac,
@@ -580,18 +591,6 @@ impl Batch {
             Some(v) => Err(format!("{}: unexpected verdict {v:?}", self.case.name())),
         }
     }
-}
-
-fn frame_refs<'a>(
-    buffers: &'a mut [Vec<u8>],
-    place: impl Fn(usize) -> (usize, usize),
-) -> [FrameRef<'a>; BATCH] {
-    let mut iter = buffers.iter_mut().enumerate();
-    std::array::from_fn(|_| {
-        let (i, buffer) = iter.next().expect("BATCH buffers");
-        let (offset, len) = place(i);
-        FrameRef::new(buffer, offset, len)
-    })
 }
 
 /// One worker thread: pin, build its batch, warm up, wait for the others, run until `stop`.
