@@ -11,7 +11,7 @@
 //! under another protocol name, so its sessions restart. `[Interface]` settings cannot change at run time;
 //! a changed `ListenPort` is reported as needing a restart.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use crate::config::{Config, PeerConfig};
@@ -60,18 +60,17 @@ pub fn plan(
             "ListenPort {wanted} differs from the running port {now}"
         ));
     }
-    let wanted_cipher = |key: &str| {
-        config
-            .peers
-            .iter()
-            .find(|peer| peer.public_key.to_base64() == key)
-            .map(|peer| peer.cipher.config_name())
-    };
+    // The file's peers by key, each with the cipher it wants.
+    let wanted: HashMap<String, &str> = config
+        .peers
+        .iter()
+        .map(|peer| (peer.public_key.to_base64(), peer.cipher.config_name()))
+        .collect();
     let mut requests = Vec::new();
     let mut present: HashSet<&str> = HashSet::new();
     let (mut removed, mut recreated) = (0, 0);
     for peer in &running.peers {
-        match wanted_cipher(&peer.public_key) {
+        match wanted.get(&peer.public_key).copied() {
             None => removed += 1,
             Some(cipher) if cipher != peer.cipher => recreated += 1,
             Some(_) => {
