@@ -234,11 +234,11 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         })
         .map_err(|e| DaemonError::Control(e.to_string()))?;
     // Up: TUN, routes, sockets, data plane and control socket are all in place.
-    super::notify::ready(&match &data_plane {
-        Some(data_plane) => format!(
+    super::notify::ready(&match &layout {
+        Some(layout) => format!(
             "{name} up (XDP mode): {} peers, {} AF_XDP workers",
             config.peers.len(),
-            data_plane.worker_snapshots().len()
+            layout.worker_count()
         ),
         None => format!("{name} up (portable mode): {} peers", config.peers.len()),
     });
