@@ -85,12 +85,17 @@ struct Outcome {
 /// Entry point: `args` are what follows `fuzz` on the command line.
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut seconds_per_target = LONG_MINUTES * 60;
+    // `None`: libFuzzer draws a seed; `--short` fixes it.
+    let mut seed = None;
     let mut seeds_only = false;
     let mut targets = Vec::new();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--short" => seconds_per_target = SHORT_SECONDS,
+            "--short" => {
+                seconds_per_target = SHORT_SECONDS;
+                seed = Some(SHORT_RUN_SEED);
+            }
             "--minutes" | "--seconds" => {
                 let value: u64 = args
                     .next()
@@ -140,7 +145,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     );
     let mut outcomes = Vec::new();
     for target in &targets {
-        let outcome = run_target(&layout, target, seconds_per_target);
+        let outcome = run_target(&layout, target, seconds_per_target, seed);
         println!("xtask: fuzz: {}", one_line(&outcome));
         outcomes.push(outcome);
     }
@@ -392,12 +397,12 @@ fn make_seeds(layout: &Layout) -> Result<(), String> {
     run_cargo(command, "generate the seed corpora")
 }
 
-fn run_target(layout: &Layout, target: &str, seconds: u64) -> Outcome {
+fn run_target(layout: &Layout, target: &str, seconds: u64, seed: Option<u32>) -> Outcome {
     let mut outcome = Outcome {
         target: target.to_owned(),
         ..Outcome::default()
     };
-    match fuzz_one(layout, target, seconds, &mut outcome) {
+    match fuzz_one(layout, target, seconds, seed, &mut outcome) {
         Ok(()) => {}
         Err(message) => outcome.failure = Some(message),
     }
@@ -408,6 +413,7 @@ fn fuzz_one(
     layout: &Layout,
     target: &str,
     seconds: u64,
+    seed: Option<u32>,
     outcome: &mut Outcome,
 ) -> Result<(), String> {
     let working_corpus = layout.work_dir.join("corpus").join(target);
@@ -442,8 +448,8 @@ fn fuzz_one(
     if seeds.is_dir() {
         command.arg(&seeds);
     }
-    if seconds <= SHORT_SECONDS {
-        command.arg(format!("-seed={SHORT_RUN_SEED}"));
+    if let Some(seed) = seed {
+        command.arg(format!("-seed={seed}"));
     }
     let mut child = command
         .spawn()
