@@ -19,6 +19,7 @@
 
 mod endpoint;
 mod error;
+mod ha_keys;
 mod layout_keys;
 mod parser;
 mod values;
@@ -38,6 +39,9 @@ use zeroize::Zeroizing;
 
 pub use self::endpoint::Endpoint;
 pub use self::error::{ConfigError, ConfigErrorKind, Section, ShownName};
+pub use self::ha_keys::{
+    DEFAULT_CHECKPOINT, DEFAULT_FAILOVER_AFTER, EndpointPolicy, FailoverKeys, HaConfig, HaMode,
+};
 pub use self::layout_keys::{
     CoreList, Count, FrameSize, KeyConflict, LayoutKeys, MAX_COUNT, MAX_CPU, RingSize, ZeroCopy,
     max_mtu_for, parse_cpu_list,
@@ -102,6 +106,9 @@ pub struct InterfaceConfig {
     /// `Workers`, `Cores`, `Queues`, `ZeroCopy`, `FrameSize`, `RingSize`, `BusyPoll` (warpline
     /// extensions): the worker layout on the `Attach` NICs; see `crate::layout`.
     pub layout: LayoutKeys,
+    /// `HaMode`, `HaNodeId`, `HaKey`, `HaListen`, `HaPeer`, `HaCheckpointMs` (warpline
+    /// extensions): this node's place in a gateway cluster; `None` for a lone gateway.
+    pub ha: Option<HaConfig>,
 }
 
 /// Shell commands run around bringing the interface up and down, kept verbatim in file order.
@@ -129,7 +136,14 @@ pub struct PeerConfig {
     /// host bits masked off.
     pub allowed_ips: Vec<IpPrefix>,
     /// `Endpoint`: where to send until the peer is heard from; `None` waits for it to call.
+    /// With several endpoints listed, the first.
     pub endpoint: Option<Endpoint>,
+    /// The further endpoints of an `Endpoint` list (warpline extension), in order: where to
+    /// fail over to when the current one goes silent.
+    pub more_endpoints: Vec<Endpoint>,
+    /// `EndpointPolicy`, `FailoverAfter`, `FailBack` (warpline extensions): how the endpoints
+    /// are used; only matters with more than one.
+    pub failover: FailoverKeys,
     /// `PersistentKeepalive`: seconds between keepalives; `None` when off (or 0).
     pub persistent_keepalive: Option<NonZeroU16>,
     /// `Cipher` (warpline extension): the AEAD suite, ChaCha20-Poly1305 unless set. AES-256-GCM

@@ -46,6 +46,12 @@ impl Section {
                 "FrameSize",
                 "RingSize",
                 "BusyPoll",
+                "HaMode",
+                "HaNodeId",
+                "HaKey",
+                "HaListen",
+                "HaPeer",
+                "HaCheckpointMs",
             ],
             Self::Peer => &[
                 "PublicKey",
@@ -54,6 +60,9 @@ impl Section {
                 "Endpoint",
                 "PersistentKeepalive",
                 "Cipher",
+                "EndpointPolicy",
+                "FailoverAfter",
+                "FailBack",
             ],
         }
     }

@@ -11,6 +11,10 @@ use std::num::{NonZeroU16, NonZeroU32};
 
 use super::endpoint::Endpoint;
 use super::error::{ConfigError, ConfigErrorKind, Section, ShownName};
+use super::ha_keys::{
+    DEFAULT_CHECKPOINT, FailoverKeys, HaConfig, HaMode, parse_checkpoint, parse_fail_back,
+    parse_failover_after, parse_ha_mode, parse_node_id, parse_sync_address,
+};
 use super::layout_keys::{LayoutKeys, parse_on_off};
 use super::values::{
     DnsItem, InterfaceAddress, IpPrefix, RoutingTable, ValueError, XdpMode, list_items,
@@ -207,6 +211,76 @@ struct InterfaceBuilder {
     attach: Vec<String>,
     xdp_mode: XdpMode,
     layout: LayoutKeys,
+    ha: HaBuilder,
+}
+
+/// The `Ha*` keys as read; checked together in [`HaBuilder::build`].
+#[derive(Default)]
+struct HaBuilder {
+    mode: Option<HaMode>,
+    node_id: Option<u8>,
+    key: Option<PresharedKey>,
+    listen: Option<std::net::SocketAddr>,
+    partners: Vec<std::net::SocketAddr>,
+    checkpoint: Option<std::time::Duration>,
+}
+
+impl HaBuilder {
+    fn build(
+        self,
+        keys: &SingleValuedKeys,
+    ) -> Result<Option<HaConfig>, (Option<usize>, ConfigErrorKind)> {
+        let invalid = |key: &'static str, problem: String| {
+            (
+                keys.line_of(key),
+                ConfigErrorKind::InvalidValue {
+                    section: Section::Interface,
+                    key,
+                    problem,
+                },
+            )
+        };
+        let Some(mode) = self.mode else {
+            let set = [
+                ("HaNodeId", self.node_id.is_some()),
+                ("HaKey", self.key.is_some()),
+                ("HaListen", self.listen.is_some()),
+                ("HaPeer", !self.partners.is_empty()),
+                ("HaCheckpointMs", self.checkpoint.is_some()),
+            ];
+            if let Some((key, _)) = set.into_iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    key,
+                    "is only used with HaMode = keepalived or active-active".to_owned(),
+                ));
+            }
+            return Ok(None);
+        };
+        let missing = |key: &'static str| {
+            invalid(
+                "HaMode",
+                format!("HaMode = {mode} also needs {key} in [Interface]"),
+            )
+        };
+        let listen = self.listen.ok_or_else(|| missing("HaListen"))?;
+        if self.partners.is_empty() {
+            return Err(missing("HaPeer"));
+        }
+        if self.partners.contains(&listen) {
+            return Err(invalid(
+                "HaPeer",
+                format!("{listen} is this node's own HaListen; list the other nodes"),
+            ));
+        }
+        Ok(Some(HaConfig {
+            mode,
+            node_id: self.node_id.ok_or_else(|| missing("HaNodeId"))?,
+            key: self.key.ok_or_else(|| missing("HaKey"))?,
+            listen,
+            partners: self.partners,
+            checkpoint: self.checkpoint.unwrap_or(DEFAULT_CHECKPOINT),
+        }))
+    }
 }
 
 impl InterfaceBuilder {
@@ -229,6 +303,7 @@ impl InterfaceBuilder {
             attach: Vec::new(),
             xdp_mode: XdpMode::Auto,
             layout: LayoutKeys::default(),
+            ha: HaBuilder::default(),
         }
     }
 
@@ -242,7 +317,7 @@ impl InterfaceBuilder {
         };
         let repeatable = matches!(
             key,
-            "Address" | "DNS" | "PreUp" | "PostUp" | "PreDown" | "PostDown" | "Attach"
+            "Address" | "DNS" | "PreUp" | "PostUp" | "PreDown" | "PostDown" | "Attach" | "HaPeer"
         );
         if !repeatable {
             self.single_valued.claim(SECTION, key, line)?;
@@ -310,6 +385,26 @@ impl InterfaceBuilder {
             "FrameSize" => self.layout.frame_size = value.parse().map_err(invalid)?,
             "RingSize" => self.layout.ring_size = value.parse().map_err(invalid)?,
             "BusyPoll" => self.layout.busy_poll = parse_on_off(value).map_err(invalid)?,
+            "HaMode" => self.ha.mode = parse_ha_mode(value).map_err(invalid)?,
+            "HaNodeId" => self.ha.node_id = Some(parse_node_id(value).map_err(invalid)?),
+            "HaKey" => {
+                let key = PresharedKey::from_base64(value)
+                    .map_err(|e| invalid(secret_key_problem("HA key", e)))?;
+                self.ha.key = Some(key);
+            }
+            "HaListen" => self.ha.listen = Some(parse_sync_address(value).map_err(invalid)?),
+            "HaPeer" => {
+                for item in list_items(value) {
+                    let partner = parse_sync_address(item).map_err(invalid)?;
+                    if self.ha.partners.contains(&partner) {
+                        return Err(invalid(value_error!("{partner} is listed twice")));
+                    }
+                    self.ha.partners.push(partner);
+                }
+            }
+            "HaCheckpointMs" => {
+                self.ha.checkpoint = Some(parse_checkpoint(value).map_err(invalid)?);
+            }
             // Only reachable if `Section::valid_keys` gains a key this match lacks.
             _ => return Err(invalid(value_error!("{key} is not supported yet"))),
         }
@@ -339,6 +434,7 @@ impl InterfaceBuilder {
                 },
             ));
         }
+        let ha = self.ha.build(&self.single_valued)?;
         Ok(InterfaceConfig {
             private_key,
             listen_port: self.listen_port,
@@ -355,6 +451,7 @@ impl InterfaceBuilder {
             attach: self.attach,
             xdp_mode: self.xdp_mode,
             layout: self.layout,
+            ha,
         })
     }
 }
@@ -365,9 +462,10 @@ struct PeerBuilder {
     public_key: Option<(PublicKey, usize)>,
     preshared_key: Option<PresharedKey>,
     allowed_ips: Vec<IpPrefix>,
-    endpoint: Option<Endpoint>,
+    endpoints: Vec<Endpoint>,
     persistent_keepalive: Option<NonZeroU16>,
     cipher: CipherSuite,
+    failover: FailoverKeys,
 }
 
 impl PeerBuilder {
@@ -378,9 +476,10 @@ impl PeerBuilder {
             public_key: None,
             preshared_key: None,
             allowed_ips: Vec::new(),
-            endpoint: None,
+            endpoints: Vec::new(),
             persistent_keepalive: None,
             cipher: CipherSuite::default(),
+            failover: FailoverKeys::default(),
         }
     }
 
@@ -392,7 +491,7 @@ impl PeerBuilder {
             key,
             problem: problem.into_message(),
         };
-        if key != "AllowedIPs" {
+        if key != "AllowedIPs" && key != "Endpoint" {
             self.single_valued.claim(SECTION, key, line)?;
         }
         match key {
@@ -412,7 +511,22 @@ impl PeerBuilder {
                         .push(parse_allowed_ip(item).map_err(invalid)?);
                 }
             }
-            "Endpoint" => self.endpoint = Some(value.parse::<Endpoint>().map_err(invalid)?),
+            // Several endpoints (a list, or repeated lines) are tried in turn: warpline's
+            // failover extension; one endpoint is plain wg-quick.
+            "Endpoint" => {
+                for item in list_items(value) {
+                    let endpoint = item.parse::<Endpoint>().map_err(invalid)?;
+                    if self.endpoints.contains(&endpoint) {
+                        return Err(invalid(value_error!("{endpoint} is listed twice")));
+                    }
+                    self.endpoints.push(endpoint);
+                }
+            }
+            "EndpointPolicy" => self.failover.policy = value.parse().map_err(invalid)?,
+            "FailoverAfter" => {
+                self.failover.after = parse_failover_after(value).map_err(invalid)?;
+            }
+            "FailBack" => self.failover.fail_back = parse_fail_back(value).map_err(invalid)?,
             "PersistentKeepalive" => {
                 self.persistent_keepalive = parse_keepalive(value).map_err(invalid)?;
             }
@@ -432,11 +546,14 @@ impl PeerBuilder {
                 key: "PublicKey",
             },
         ))?;
+        let mut endpoints = self.endpoints.into_iter();
         let peer = PeerConfig {
             public_key,
             preshared_key: self.preshared_key,
             allowed_ips: self.allowed_ips,
-            endpoint: self.endpoint,
+            endpoint: endpoints.next(),
+            more_endpoints: endpoints.collect(),
+            failover: self.failover,
             persistent_keepalive: self.persistent_keepalive,
             cipher: self.cipher,
         };

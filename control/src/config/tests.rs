@@ -1,6 +1,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::num::{NonZeroU16, NonZeroU32};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use proptest::prelude::*;
 
@@ -145,6 +146,12 @@ fn every_documented_key_is_accepted() {
         ("FrameSize", "2048"),
         ("RingSize", "4096"),
         ("BusyPoll", "on"),
+        ("HaMode", "active-active"),
+        ("HaNodeId", "3"),
+        ("HaKey", PSK),
+        ("HaListen", "10.0.0.1:51900"),
+        ("HaPeer", "10.0.0.2:51900"),
+        ("HaCheckpointMs", "100"),
     ];
     let peer_values = [
         ("PublicKey", BOB_PUBLIC),
@@ -153,6 +160,9 @@ fn every_documented_key_is_accepted() {
         ("Endpoint", "vpn.example.com:51820"),
         ("PersistentKeepalive", "off"),
         ("Cipher", "chacha20poly1305"),
+        ("EndpointPolicy", "ordered"),
+        ("FailoverAfter", "5"),
+        ("FailBack", "never"),
     ];
     fn keys_of<'a>(pairs: &[(&'a str, &str)]) -> Vec<&'a str> {
         pairs.iter().map(|(key, _)| *key).collect()
@@ -282,13 +292,14 @@ fn unknown_key_lists_the_valid_keys_of_its_section() {
         "wl0.conf:3: [Interface] unknown key \"ListenPrt\"; valid keys are PrivateKey, \
          ListenPort, Address, MTU, DNS, Table, FwMark, PreUp, PostUp, PreDown, PostDown, \
          SaveConfig, MetricsAddress, TestTimerScale, Attach, XdpMode, Workers, Cores, Queues, \
-         ZeroCopy, FrameSize, RingSize, BusyPoll"
+         ZeroCopy, FrameSize, RingSize, BusyPoll, HaMode, HaNodeId, HaKey, HaListen, HaPeer, \
+         HaCheckpointMs"
     );
     let message = parse_err(&format!("{}[Peer]\nAddress = 10.0.0.1\n", interface_only()));
     assert_eq!(
         message,
         "wl0.conf:4: [Peer] unknown key \"Address\"; valid keys are PublicKey, PresharedKey, \
-         AllowedIPs, Endpoint, PersistentKeepalive, Cipher"
+         AllowedIPs, Endpoint, PersistentKeepalive, Cipher, EndpointPolicy, FailoverAfter, FailBack"
     );
 }
 
@@ -540,15 +551,31 @@ fn valid_config() -> impl Strategy<Value = Config> {
         any::<[u8; 32]>(),
         proptest::option::of(any::<[u8; 32]>()),
         proptest::collection::vec(prefix, 0..4),
-        proptest::option::of((any::<[u8; 4]>(), 1u16..)),
+        proptest::collection::btree_set((any::<[u8; 4]>(), 1u16..), 0..3),
         any::<u16>(),
         any::<bool>(),
     )
-        .prop_map(|(key, psk, ips, endpoint, keepalive, gcm)| PeerConfig {
+        .prop_map(|(key, psk, ips, endpoints, keepalive, gcm)| PeerConfig {
             public_key: PublicKey(key),
             preshared_key: psk.map(PresharedKey::from_bytes),
             allowed_ips: ips.into_iter().flatten().collect(),
-            endpoint: endpoint.map(|(ip, port)| Endpoint::Addr(SocketAddr::from((ip, port)))),
+            endpoint: endpoints
+                .first()
+                .map(|&(ip, port)| Endpoint::Addr(SocketAddr::from((ip, port)))),
+            more_endpoints: endpoints
+                .iter()
+                .skip(1)
+                .map(|&(ip, port)| Endpoint::Addr(SocketAddr::from((ip, port))))
+                .collect(),
+            failover: FailoverKeys {
+                policy: if keepalive % 2 == 0 {
+                    EndpointPolicy::Random
+                } else {
+                    EndpointPolicy::Ordered
+                },
+                after: Duration::from_secs(u64::from(keepalive % 3600) + 1),
+                fail_back: (keepalive % 5 == 0).then(|| Duration::from_secs(30)),
+            },
             persistent_keepalive: NonZeroU16::new(keepalive),
             cipher: if gcm {
                 CipherSuite::Aes256Gcm
@@ -601,6 +628,21 @@ fn valid_config() -> impl Strategy<Value = Config> {
                         XdpMode::Auto
                     },
                     layout,
+                    ha: (fwmark % 4 == 1).then(|| HaConfig {
+                        mode: if fwmark % 8 == 1 {
+                            HaMode::Keepalived
+                        } else {
+                            HaMode::ActiveActive
+                        },
+                        node_id: (fwmark % 16) as u8,
+                        key: PresharedKey::from_bytes(private),
+                        listen: "10.0.0.1:51900".parse().unwrap(),
+                        partners: vec![
+                            "10.0.0.2:51900".parse().unwrap(),
+                            "[fd00::3]:51900".parse().unwrap(),
+                        ],
+                        checkpoint: Duration::from_millis(u64::from(fwmark % 9_990) + 10),
+                    }),
                 },
                 peers,
             }
@@ -812,4 +854,87 @@ fn contradictory_layout_keys_are_refused_at_the_named_key() {
         message.starts_with("wl0.conf: [Interface] FrameSize: FrameSize = 4096"),
         "{message}"
     );
+}
+
+const HA_KEY: &str = "cGVyaW9kaWNhbGx5LXJvdGF0ZWQtaGEta2V5LTMyYiE=";
+
+fn ha_config(keys: &str) -> Result<Config, ConfigError> {
+    Config::parse(
+        &format!("[Interface]\nPrivateKey = {ALICE_PRIVATE}\n{keys}"),
+        "wl0.conf",
+    )
+}
+
+#[test]
+fn ha_keys_parse_and_incomplete_or_stray_ones_name_the_key() {
+    let config = ha_config(&format!(
+        "HaMode = keepalived\nHaNodeId = 1\nHaKey = {HA_KEY}\nHaListen = 10.0.0.1:51900\n\
+         HaPeer = 10.0.0.2:51900, 10.0.0.3:51900\nHaPeer = 10.0.0.4:51900\nHaCheckpointMs = 50\n"
+    ))
+    .unwrap();
+    let ha = config.interface.ha.expect("HA configured");
+    assert_eq!(ha.mode, HaMode::Keepalived);
+    assert_eq!(ha.node_id, 1);
+    assert_eq!(ha.partners.len(), 3);
+    assert_eq!(ha.checkpoint, Duration::from_millis(50));
+    assert!(
+        !format!("{ha:?}").contains(HA_KEY),
+        "HaKey leaked into Debug"
+    );
+
+    for (keys, names) in [
+        ("HaNodeId = 1\n", "HaNodeId"),
+        ("HaMode = keepalived\nHaNodeId = 1\n", "HaListen"),
+        ("HaMode = active-active\nHaNodeId = 16\n", "HaNodeId"),
+        ("HaMode = both\n", "HaMode"),
+        ("HaListen = 10.0.0.1\n", "HaListen"),
+        ("HaCheckpointMs = 5\n", "HaCheckpointMs"),
+    ] {
+        let error = ha_config(keys).unwrap_err().to_string();
+        assert!(error.contains(names), "{keys:?}: {error}");
+    }
+    let own = ha_config(&format!(
+        "HaMode = keepalived\nHaNodeId = 1\nHaKey = {HA_KEY}\nHaListen = 10.0.0.1:51900\n\
+         HaPeer = 10.0.0.1:51900\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(own.contains("own HaListen"), "{own}");
+}
+
+#[test]
+fn a_peer_may_list_several_endpoints_with_failover_keys() {
+    let config = ha_config(&format!(
+        "\n[Peer]\nPublicKey = {BOB_PUBLIC}\nEndpoint = gw1.example.com:51820, 192.0.2.7:51820\n\
+         Endpoint = [2001:db8::9]:443\nEndpointPolicy = random\nFailoverAfter = 3\nFailBack = 60\n"
+    ))
+    .unwrap();
+    let peer = &config.peers[0];
+    assert_eq!(
+        peer.endpoint.as_ref().unwrap().to_string(),
+        "gw1.example.com:51820"
+    );
+    let more: Vec<String> = peer
+        .more_endpoints
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(more, ["192.0.2.7:51820", "[2001:db8::9]:443"]);
+    assert_eq!(peer.failover.policy, EndpointPolicy::Random);
+    assert_eq!(peer.failover.after, Duration::from_secs(3));
+    assert_eq!(peer.failover.fail_back, Some(Duration::from_secs(60)));
+    let again = Config::parse(&config.to_wg_quick_string(), "again").unwrap();
+    assert_eq!(again, config);
+
+    for (keys, key) in [
+        ("Endpoint = 192.0.2.7:1, 192.0.2.7:1\n", "Endpoint"),
+        ("EndpointPolicy = sometimes\n", "EndpointPolicy"),
+        ("FailoverAfter = 0\n", "FailoverAfter"),
+        ("FailBack = soon\n", "FailBack"),
+    ] {
+        let error = ha_config(&format!("\n[Peer]\nPublicKey = {BOB_PUBLIC}\n{keys}"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(key), "{keys:?}: {error}");
+    }
 }

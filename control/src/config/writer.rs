@@ -2,7 +2,7 @@
 
 use std::fmt::{Display, Write as _};
 
-use super::{CipherSuite, Config, LayoutKeys, RoutingTable, XdpMode};
+use super::{CipherSuite, Config, FailoverKeys, HaConfig, LayoutKeys, RoutingTable, XdpMode};
 
 pub(super) fn write(config: &Config) -> String {
     let interface = &config.interface;
@@ -50,6 +50,9 @@ pub(super) fn write(config: &Config) -> String {
         out.pair("XdpMode", &interface.xdp_mode);
     }
     write_layout(&mut out, &interface.layout);
+    if let Some(ha) = &interface.ha {
+        write_ha(&mut out, ha);
+    }
     for peer in &config.peers {
         out.0.push_str("\n[Peer]\n");
         out.pair("PublicKey", &peer.public_key);
@@ -57,9 +60,9 @@ pub(super) fn write(config: &Config) -> String {
             out.pair("PresharedKey", &psk.to_base64());
         }
         out.list("AllowedIPs", &peer.allowed_ips);
-        if let Some(endpoint) = &peer.endpoint {
-            out.pair("Endpoint", endpoint);
-        }
+        let endpoints: Vec<_> = peer.endpoint.iter().chain(&peer.more_endpoints).collect();
+        out.list("Endpoint", &endpoints);
+        write_failover(&mut out, &peer.failover);
         if let Some(seconds) = peer.persistent_keepalive {
             out.pair("PersistentKeepalive", &seconds);
         }
@@ -95,6 +98,31 @@ fn write_layout(out: &mut Lines, layout: &LayoutKeys) {
     }
     if layout.busy_poll {
         out.pair("BusyPoll", &"on");
+    }
+}
+
+fn write_ha(out: &mut Lines, ha: &HaConfig) {
+    out.pair("HaMode", &ha.mode);
+    out.pair("HaNodeId", &ha.node_id);
+    out.pair("HaKey", &ha.key.to_base64());
+    out.pair("HaListen", &ha.listen);
+    out.list("HaPeer", &ha.partners);
+    if ha.checkpoint != super::DEFAULT_CHECKPOINT {
+        out.pair("HaCheckpointMs", &ha.checkpoint.as_millis());
+    }
+}
+
+/// The failover keys that differ from their defaults.
+fn write_failover(out: &mut Lines, failover: &FailoverKeys) {
+    let defaults = FailoverKeys::default();
+    if failover.policy != defaults.policy {
+        out.pair("EndpointPolicy", &failover.policy);
+    }
+    if failover.after != defaults.after {
+        out.pair("FailoverAfter", &failover.after.as_secs());
+    }
+    if let Some(fail_back) = failover.fail_back {
+        out.pair("FailBack", &fail_back.as_secs());
     }
 }
 

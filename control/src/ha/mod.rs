@@ -28,6 +28,6 @@ mod epoch;
 mod record;
 mod sync;
 
-pub use epoch::{CounterEpoch, EpochError};
+pub use epoch::{CounterEpoch, EpochError, MAX_NODES};
 pub use record::{RECORD_VERSION, RecordError, SessionRecord, SessionSlot};
 pub use sync::{NOISE_PROTOCOL, SYNC_VERSION, SyncChannel, SyncError, SyncMessage};
