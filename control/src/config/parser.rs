@@ -51,7 +51,7 @@ struct Parser {
 enum OpenSection {
     #[default]
     None,
-    Interface(InterfaceBuilder),
+    Interface(Box<InterfaceBuilder>),
     Peer(PeerBuilder),
 }
 
@@ -94,7 +94,7 @@ impl Parser {
                     first_line: first.header_line,
                 });
             }
-            self.open = OpenSection::Interface(InterfaceBuilder::new(line));
+            self.open = OpenSection::Interface(Box::new(InterfaceBuilder::new(line)));
         } else if name.eq_ignore_ascii_case("Peer") {
             self.open = OpenSection::Peer(PeerBuilder::new(line));
         } else {
@@ -108,7 +108,7 @@ impl Parser {
     fn close_open_section(&mut self) {
         match std::mem::take(&mut self.open) {
             OpenSection::None => {}
-            OpenSection::Interface(interface) => self.interface = Some(interface),
+            OpenSection::Interface(interface) => self.interface = Some(*interface),
             OpenSection::Peer(peer) => self.peers.push(peer),
         }
     }
