@@ -237,6 +237,9 @@ pub struct Node<R> {
     /// Cookie replies sent instead of answering handshakes (under load).
     cookie_replies_sent: u64,
     rate_limiter: crate::ratelimit::RateLimiter,
+    /// A standby gateway: it answers what reaches it but starts nothing itself (no
+    /// handshakes, no keepalives), since its partner speaks for the shared identity.
+    passive: bool,
 }
 
 impl<R> std::fmt::Debug for Node<R> {
@@ -289,6 +292,7 @@ impl<R: CryptoRngCore> Node<R> {
             generation: 0,
             cookie_replies_sent: 0,
             rate_limiter: crate::ratelimit::RateLimiter::new(),
+            passive: false,
         }
     }
 
@@ -660,6 +664,9 @@ impl<R: CryptoRngCore> Node<R> {
     }
 
     fn start_handshake(&mut self, now: Time, id: PeerId) {
+        if self.passive {
+            return;
+        }
         self.peers[id.0].attempts_started.get_or_insert(now);
         self.send_initiation(now, id);
     }
@@ -695,6 +702,9 @@ impl<R: CryptoRngCore> Node<R> {
     }
 
     fn send_keepalive(&mut self, now: Time, id: PeerId) {
+        if self.passive {
+            return;
+        }
         let mut buf = [0u8; TRANSPORT_HEADER_LEN + 16];
         if let Ok(Some((destination, len))) = self.send_packet(now, id, &[], &mut buf) {
             self.transmits.push_back(Transmit {

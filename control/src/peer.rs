@@ -130,6 +130,16 @@ impl Peer {
                 .is_some_and(|p| p.state.local_index() == local_index)
     }
 
+    /// The local index of the session in `slot`, if one is there.
+    pub(crate) fn session_in(&self, slot: crate::ha::SessionSlot) -> Option<u32> {
+        let session = match slot {
+            crate::ha::SessionSlot::Previous => &self.previous,
+            crate::ha::SessionSlot::Current => &self.current,
+            crate::ha::SessionSlot::Next => &self.next,
+        };
+        session.as_ref().map(|s| s.params().local_index)
+    }
+
     pub(crate) fn session_mut(&mut self, slot: Slot) -> Option<&mut Session> {
         match slot {
             Slot::Previous => self.previous.as_mut(),

@@ -24,10 +24,15 @@
 //! bounds that window (strongSwan's HA plugin does not sync ESP sequence numbers at all;
 //! OpenBSD's pfsync jumps replay counters by a fixed 16384).
 
+mod cluster;
 mod epoch;
 mod record;
 mod sync;
 
+pub use cluster::{
+    Cluster, ClusterError, ClusterStats, HEARTBEAT_INTERVAL, PARTNER_DEAD_AFTER, PartnerKey,
+    REKEY_AFTER_TAKEOVER, Role,
+};
 pub use epoch::{CounterEpoch, EpochError, MAX_NODES};
 pub use record::{RECORD_VERSION, RecordError, SessionRecord, SessionSlot};
 pub use sync::{NOISE_PROTOCOL, SYNC_VERSION, SyncChannel, SyncError, SyncMessage};

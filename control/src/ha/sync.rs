@@ -50,6 +50,12 @@ pub enum SyncMessage {
         /// Increases by one per heartbeat.
         sequence: u64,
     },
+    /// The sender no longer holds the session with this local index (expired, rotated out,
+    /// wiped, or handed to another node).
+    Retire {
+        /// The session's local index.
+        local_index: u32,
+    },
 }
 
 /// Why the channel failed.
@@ -92,6 +98,10 @@ impl SyncMessage {
             SyncMessage::Heartbeat { sequence } => {
                 out.push(5);
                 out.extend_from_slice(&sequence.to_be_bytes());
+            }
+            SyncMessage::Retire { local_index } => {
+                out.push(6);
+                out.extend_from_slice(&local_index.to_be_bytes());
             }
         }
         out
@@ -136,6 +146,12 @@ impl SyncMessage {
                 exact(8)?;
                 SyncMessage::Heartbeat {
                     sequence: u64::from_be_bytes(body.try_into().expect("8 bytes")),
+                }
+            }
+            6 => {
+                exact(4)?;
+                SyncMessage::Retire {
+                    local_index: u32::from_be_bytes(body.try_into().expect("4 bytes")),
                 }
             }
             _ => return Err(SyncError::Malformed("unknown message type")),
@@ -315,6 +331,7 @@ mod tests {
             &[2, 0, 0],
             &[4, 0],
             &[5, 1, 2],
+            &[6, 1, 2, 3],
             &[3, 1, 2],
         ] {
             assert!(SyncMessage::decode(bytes).is_err(), "{bytes:?} accepted");

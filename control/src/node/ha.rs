@@ -76,6 +76,12 @@ impl<R: CryptoRngCore> Node<R> {
         if self.by_index.get(&index).is_some_and(|owner| *owner != id) {
             return Err(ImportError::IndexInUse);
         }
+        // The slot's old session (if any) goes: its index must no longer find the peer.
+        if let Some(replaced) = self.peers[id.0].session_in(record.slot)
+            && replaced != index
+        {
+            self.by_index.remove(&replaced);
+        }
         let mut state = record.state;
         state.params.established =
             Time::from_duration(now.since_origin().saturating_sub(record.age));
@@ -100,5 +106,63 @@ impl<R: CryptoRngCore> Node<R> {
         self.by_index.insert(index, id);
         self.generation += 1;
         Ok(id)
+    }
+
+    /// True when `local_index` names a live session here (not just a pending handshake).
+    pub fn has_session_index(&self, local_index: u32) -> bool {
+        self.by_index
+            .get(&local_index)
+            .is_some_and(|id| self.peers[id.0].slot_of(local_index).is_some())
+    }
+
+    /// The counter epoch of the live session `local_index`, if there is one.
+    pub fn session_epoch(&self, local_index: u32) -> Option<CounterEpoch> {
+        let id = self.by_index.get(&local_index)?;
+        let peer = &self.peers[id.0];
+        [&peer.previous, &peer.current, &peer.next]
+            .into_iter()
+            .flatten()
+            .find(|s| s.params().local_index == local_index)
+            .map(|s| CounterEpoch::of_counter(s.next_send_counter()))
+    }
+
+    /// Drops the live session `local_index` (another node owns it now); true if it was here.
+    pub fn yield_session(&mut self, local_index: u32) -> bool {
+        let Some(&id) = self.by_index.get(&local_index) else {
+            return false;
+        };
+        let peer = &mut self.peers[id.0];
+        let slot = match peer.slot_of(local_index) {
+            Some(crate::peer::Slot::Previous) => &mut peer.previous,
+            Some(crate::peer::Slot::Current) => &mut peer.current,
+            Some(crate::peer::Slot::Next) => &mut peer.next,
+            None => return false,
+        };
+        *slot = None;
+        self.by_index.remove(&local_index);
+        self.generation += 1;
+        true
+    }
+
+    /// Erases every session and handshake in flight (a demoted node: its partner owns them).
+    pub fn wipe_all_sessions(&mut self) {
+        for peer in &mut self.peers {
+            peer.wipe();
+            peer.unanswered_data_since = None;
+            peer.keepalive_owed_since = None;
+        }
+        self.by_index.clear();
+        self.generation += 1;
+    }
+
+    /// Makes the node a standby (`true`: starts no handshakes and sends no keepalives) or
+    /// an active node again.
+    pub fn set_passive(&mut self, passive: bool) {
+        self.passive = passive;
+    }
+
+    /// Whether the node is a standby.
+    pub fn is_passive(&self) -> bool {
+        self.passive
     }
 }
