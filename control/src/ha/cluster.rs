@@ -674,11 +674,11 @@ mod tests {
         assert_eq!(pair.client_sends(1, 0).len(), 1, "handshake, then delivery");
         pair.sync(0, 1, true);
         for tag in 2..20 {
-            pair.now = pair.now + Duration::from_millis(10);
+            pair.now += Duration::from_millis(10);
             assert_eq!(pair.client_sends(tag, 0).len(), 1);
             assert!(pair.gateway_sends(0, tag).unwrap().1);
         }
-        pair.now = pair.now + Duration::from_millis(100);
+        pair.now += Duration::from_millis(100);
         pair.sync(0, 1, false);
         assert_eq!(pair.clusters[1].records_held(), 1);
 
@@ -710,7 +710,7 @@ mod tests {
         // The background rekey starts after REKEY_AFTER_TAKEOVER, not before.
         pair.clusters[1].poll(pair.now, &mut pair.gateways[1]);
         assert!(pair.gateways[1].poll_transmit().is_none());
-        pair.now = pair.now + REKEY_AFTER_TAKEOVER;
+        pair.now += REKEY_AFTER_TAKEOVER;
         pair.clusters[1].poll(pair.now, &mut pair.gateways[1]);
         assert!(
             pair.gateways[1].poll_transmit().is_some(),
