@@ -111,10 +111,49 @@ pub enum Command {
         #[arg(long)]
         control_socket: Option<PathBuf>,
     },
+    /// High availability: switch a cluster node's role (keepalived's notify scripts call
+    /// these) or show its state.
+    Ha {
+        /// What to do.
+        #[command(subcommand)]
+        action: HaAction,
+    },
     /// Stop a running interface.
     Down {
         /// The interface name.
         name: String,
+        /// The control socket (default: /run/warpline/<name>.sock).
+        #[arg(long)]
+        control_socket: Option<PathBuf>,
+    },
+}
+
+/// `warpline ha ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum HaAction {
+    /// Become the active node: take over every synced session (no handshakes needed).
+    Promote {
+        /// The interface name.
+        name: String,
+        /// The control socket (default: /run/warpline/<name>.sock).
+        #[arg(long)]
+        control_socket: Option<PathBuf>,
+    },
+    /// Become a standby: drop own sessions (the partner owns them), start nothing.
+    Demote {
+        /// The interface name.
+        name: String,
+        /// The control socket (default: /run/warpline/<name>.sock).
+        #[arg(long)]
+        control_socket: Option<PathBuf>,
+    },
+    /// Show the node's role, partners and takeover counters.
+    Status {
+        /// The interface name.
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
         /// The control socket (default: /run/warpline/<name>.sock).
         #[arg(long)]
         control_socket: Option<PathBuf>,
@@ -177,6 +216,7 @@ impl Cli {
                 name,
                 control_socket,
             } => control_request(&name, control_socket, &Request::Down).map(|_| ()),
+            Command::Ha { action } => ha(action, &mut stdout),
             Command::Doctor {
                 config,
                 json,
@@ -269,6 +309,35 @@ fn control_request(
         Response::Error { message } => Err(CliError::Refused(message)),
         response => Ok(response),
     }
+}
+
+/// `warpline ha ...`: sends the request and prints the state after it.
+fn ha(action: HaAction, out: &mut impl Write) -> Result<(), CliError> {
+    let (name, control_socket, request, json) = match action {
+        HaAction::Promote {
+            name,
+            control_socket,
+        } => (name, control_socket, Request::HaPromote, false),
+        HaAction::Demote {
+            name,
+            control_socket,
+        } => (name, control_socket, Request::HaDemote, false),
+        HaAction::Status {
+            name,
+            json,
+            control_socket,
+        } => (name, control_socket, Request::HaStatus, json),
+    };
+    let Response::Ha(status) = control_request(&name, control_socket, &request)? else {
+        return Err(CliError::Refused("the gateway sent no HA state".into()));
+    };
+    let text = if json {
+        serde_json::to_string_pretty(&status).expect("plain data serializes") + "\n"
+    } else {
+        crate::ctl::render::ha_status(&status)
+    };
+    out.write_all(text.as_bytes())
+        .map_err(CliError::WriteOutput)
 }
 
 /// `warpline show`: asks the running gateway and prints its answer as `wg show` would.

@@ -21,6 +21,15 @@ const PACKAGES: &[(&str, &str)] = &[
         "throughput through the tunnel in the stock-client gateway tests",
     ),
     (
+        "keepalived",
+        "VRRP: moves the virtual IP between the gateways of the HA tests (control/tests/ha_*.rs)",
+    ),
+    (
+        "dnsmasq-base",
+        "a DNS server inside a lab host for the DNS round-robin failover test (binary only, \
+         no system service)",
+    ),
+    (
         "g++",
         "compiles libFuzzer (C++, via libfuzzer-sys) for the fuzz targets in fuzz/",
     ),
@@ -131,11 +140,32 @@ fn ensure_packages() -> Result<(), String> {
     args.extend(missing.iter().map(|(p, _)| *p));
     // Non-interactive: CI has no terminal and no standard input.
     println!("xtask: $ apt-get {}", args.join(" "));
+    // keepalived's package would start a system-wide keepalived; the tests run their own
+    // inside namespaces. Debian's policy-rc.d hook (exit 101: "action forbidden") keeps
+    // packages from starting services during this install only.
+    let policy = std::path::Path::new("/usr/sbin/policy-rc.d");
+    let own_policy = !policy.exists();
+    if own_policy {
+        println!(
+            "xtask: holding service starts for this install ({})",
+            policy.display()
+        );
+        std::fs::write(policy, "#!/bin/sh\nexit 101\n")
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755))
+            })
+            .map_err(|e| format!("cannot write {}: {e}", policy.display()))?;
+    }
     let status = Command::new("apt-get")
         .args(&args)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
-        .map_err(|e| format!("could not run apt-get: {e}"))?;
+        .map_err(|e| format!("could not run apt-get: {e}"));
+    if own_policy {
+        let _ = std::fs::remove_file(policy);
+    }
+    let status = status?;
     if !status.success() {
         return Err(format!("apt-get install failed ({status})"));
     }

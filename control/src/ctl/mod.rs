@@ -25,7 +25,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use client::request;
-pub use model::{InterfaceSnapshot, PeerSnapshot, WorkerSnapshot};
+pub use model::{HaPartnerSnapshot, HaSnapshot, InterfaceSnapshot, PeerSnapshot, WorkerSnapshot};
 pub use protocol::{Request, Response};
 pub use server::{CtlHandle, CtlServer};
 

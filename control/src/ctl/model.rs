@@ -64,3 +64,53 @@ pub struct WorkerSnapshot {
     /// Dropped packets by reason (`replay`, `bad tag`, ...), in the worker's order.
     pub drops: Vec<(String, u64)>,
 }
+
+/// A node's place in its HA cluster (`warpline ha status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaSnapshot {
+    /// `keepalived` or `active-active`.
+    pub mode: String,
+    /// `HaNodeId`.
+    pub node_id: u8,
+    /// `active` or `standby`.
+    pub role: String,
+    /// The highest counter epoch this node has seen or sent in.
+    pub highest_epoch: u32,
+    /// Live sessions this node owns.
+    pub sessions_owned: usize,
+    /// Partners' sessions held, ready to take over.
+    pub records_held: usize,
+    /// The configured partners (`HaPeer`).
+    pub partners: Vec<HaPartnerSnapshot>,
+    /// Node ids that receive this node's sessions now.
+    pub subscribers: Vec<u8>,
+    /// Takeovers so far.
+    pub takeovers: u64,
+    /// Sessions installed by takeovers.
+    pub sessions_taken_over: u64,
+    /// Own sessions given up to a partner that took them over.
+    pub sessions_yielded: u64,
+    /// Records that could not be installed.
+    pub import_failures: u64,
+    /// Session records received from partners.
+    pub records_received: u64,
+    /// Session records sent to partners.
+    pub records_sent: u64,
+    /// Sync messages refused.
+    pub protocol_errors: u64,
+}
+
+/// One `HaPeer` as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaPartnerSnapshot {
+    /// Its sync address.
+    pub address: String,
+    /// Its node id, once it said hello.
+    pub node_id: Option<u8>,
+    /// Whether this node is connected to it (receiving its sessions).
+    pub connected: bool,
+    /// Its sessions held here.
+    pub records: usize,
+    /// Milliseconds since it was last heard from.
+    pub last_heard_ms_ago: Option<u64>,
+}

@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use super::model::InterfaceSnapshot;
+use super::model::{HaSnapshot, InterfaceSnapshot};
 use crate::keys::{PresharedKey, PublicKey};
 
 /// The longest request line accepted, newline included: 64 KiB. Longer ones are refused with an
@@ -69,6 +69,14 @@ pub enum Request {
         /// The peer's public key, base64.
         public_key: String,
     },
+    /// Become the active node of the HA cluster and take over every synced session
+    /// (keepalived's `notify_master`): answered with [`Response::Ha`].
+    HaPromote,
+    /// Become a standby (keepalived's `notify_backup` / `notify_fault`): answered with
+    /// [`Response::Ha`].
+    HaDemote,
+    /// Report the node's HA state: answered with [`Response::Ha`].
+    HaStatus,
 }
 
 impl fmt::Debug for Request {
@@ -96,6 +104,9 @@ impl fmt::Debug for Request {
                 .debug_struct("RemovePeer")
                 .field("public_key", public_key)
                 .finish(),
+            Self::HaPromote => f.write_str("HaPromote"),
+            Self::HaDemote => f.write_str("HaDemote"),
+            Self::HaStatus => f.write_str("HaStatus"),
         }
     }
 }
@@ -106,6 +117,8 @@ impl fmt::Debug for Request {
 pub enum Response {
     /// The answer to [`Request::Show`].
     Show(InterfaceSnapshot),
+    /// The answer to the `Ha*` requests: the state after the request.
+    Ha(HaSnapshot),
     /// The request was carried out.
     Ok,
     /// The request was refused or failed; nothing was changed.
@@ -215,7 +228,7 @@ impl Request {
     /// Checks the values a request carries; [`decode_request`] already does.
     pub fn validate(&self) -> Result<(), ProtocolError> {
         match self {
-            Self::Show | Self::Down => Ok(()),
+            Self::Show | Self::Down | Self::HaPromote | Self::HaDemote | Self::HaStatus => Ok(()),
             Self::RemovePeer { public_key } => check_public_key(public_key),
             Self::SetPeer {
                 public_key,

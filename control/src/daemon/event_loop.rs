@@ -189,6 +189,10 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
             )?)
         }
     };
+    let mut ha = match &config.interface.ha {
+        Some(ha_config) => Some(super::ha::Ha::start(ha_config, tunnel.node_mut())?),
+        None => None,
+    };
     let v6 = udp.local_addr().is_ok_and(|a| a.is_ipv6());
     let mut preshared: HashSet<PublicKey> = config
         .peers
@@ -254,11 +258,14 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
     } else {
         &fds_both[..]
     };
-    let max_sleep = if data_plane.is_some() {
+    let mut max_sleep = if data_plane.is_some() {
         DATA_PLANE_TICK
     } else {
         MAX_SLEEP
     };
+    if ha.is_some() {
+        max_sleep = max_sleep.min(super::ha::MAX_SLEEP);
+    }
     let mut down_requested = false;
 
     while !stop.load(Ordering::Relaxed) && !down_requested {
@@ -277,6 +284,9 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
                 Err(e) => return Err(e.into()),
             };
             counters.rx_packets += 1;
+            if let Some(ha) = &mut ha {
+                ha.before_inbound(now, &datagram[..len], tunnel.node_mut());
+            }
             match tunnel.inbound(now, canonical(from), &mut datagram[..len]) {
                 Ok(Some(packet)) => {
                     if let Err(e) = interface.queue.write_packet(packet) {
@@ -326,6 +336,9 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         if tunnel.node().poll_timeout().is_some_and(|t| t <= now) {
             tunnel.node_mut().handle_timeout(now);
         }
+        if let Some(ha) = &mut ha {
+            ha.tick(now, tunnel.node_mut());
+        }
         while let Some(transmit) = tunnel.node_mut().poll_transmit() {
             if udp
                 .send_to(&transmit.payload, outgoing(v6, transmit.destination))
@@ -367,12 +380,23 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
                     }
                     None => Response::error(format!("no peer with public key {public_key}")),
                 },
+                Request::HaPromote | Request::HaDemote | Request::HaStatus => match &mut ha {
+                    None => Response::error(
+                        "HA is not configured on this interface (set HaMode in [Interface])",
+                    ),
+                    Some(ha) => match request {
+                        Request::HaPromote => ha.promote(now, tunnel.node_mut()),
+                        Request::HaDemote => ha.demote(now, tunnel.node_mut()),
+                        _ => Response::Ha(ha.snapshot(now, tunnel.node())),
+                    },
+                },
             };
             let _ = reply.send(response);
         }
     }
     super::notify::stopping();
     control.shutdown();
+    drop(ha);
     drop(data_plane);
     Ok(())
 }

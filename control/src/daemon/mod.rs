@@ -9,6 +9,8 @@
 pub mod background;
 mod data_plane;
 mod event_loop;
+mod ha;
+mod ha_link;
 mod hooks;
 mod interface;
 mod notify;

@@ -1,0 +1,169 @@
+//! The event loop's side of high availability: the sans-IO [`Cluster`] driven by the sync
+//! links' events, the node's state, and the `warpline ha` requests.
+
+use std::time::Duration;
+
+use rand_core::CryptoRngCore;
+use warpline_dataplane::time::Time;
+
+use super::DaemonError;
+use super::ha_link::{HaLinks, LinkEvent};
+use crate::config::HaConfig;
+use crate::ctl::model::{HaPartnerSnapshot, HaSnapshot};
+use crate::ctl::protocol::Response;
+use crate::ha::Cluster;
+use crate::node::Node;
+
+/// The longest the event loop may sleep with HA on: sync events and checkpoints must not
+/// wait for the portable loop's 100 ms tick.
+pub const MAX_SLEEP: Duration = Duration::from_millis(5);
+
+/// WireGuard's transport message type and the offset of its receiver index.
+const TRANSPORT_TYPE: u8 = 4;
+
+/// HA for one running interface.
+#[derive(Debug)]
+pub struct Ha {
+    cluster: Cluster,
+    links: HaLinks,
+}
+
+impl Ha {
+    /// Starts the sync links and puts the node in its starting role.
+    pub fn start<R: CryptoRngCore>(
+        config: &HaConfig,
+        node: &mut Node<R>,
+    ) -> Result<Self, DaemonError> {
+        let cluster = Cluster::new(config.node_id, config.mode, config.checkpoint);
+        cluster.start(node);
+        let links = HaLinks::start(config)?;
+        tracing::info!(
+            mode = %config.mode,
+            node_id = config.node_id,
+            role = cluster.role().name(),
+            listen = %config.listen,
+            partners = ?config.partners,
+            "HA cluster member"
+        );
+        Ok(Self { cluster, links })
+    }
+
+    /// Handles what the links reported and streams the node's changes.
+    pub fn tick<R: CryptoRngCore>(&mut self, now: Time, node: &mut Node<R>) {
+        while let Some(event) = self.links.try_event() {
+            match event {
+                LinkEvent::Subscribed {
+                    from,
+                    node_id,
+                    outbox,
+                } => {
+                    // Bring the others up to date first, so the snapshot and what they were
+                    // told agree.
+                    let changes = self.cluster.changes_to_publish(now, node);
+                    self.links.broadcast(changes);
+                    let snapshot = self.cluster.snapshot_for_new_partner(now, node);
+                    if outbox.try_send(std::sync::Arc::new(snapshot)).is_ok() {
+                        self.links.add_subscriber(from, node_id, outbox);
+                    }
+                }
+                LinkEvent::Connected(partner) => self.cluster.partner_connected(partner, now),
+                LinkEvent::Message(partner, message) => {
+                    if let Err(error) = self.cluster.receive(now, partner, message, node) {
+                        tracing::warn!(partner, %error, "HA sync message refused");
+                    }
+                }
+                LinkEvent::Lost(partner, reason) => {
+                    let taken = self.cluster.partner_lost(now, partner, node);
+                    if taken > 0 {
+                        tracing::warn!(
+                            partner,
+                            %reason,
+                            sessions = taken,
+                            "took over the lost partner's sessions (active-active)"
+                        );
+                    }
+                }
+            }
+        }
+        if self.links.has_subscribers() {
+            let changes = self.cluster.changes_to_publish(now, node);
+            self.links.broadcast(changes);
+        }
+        self.cluster.poll(now, node);
+    }
+
+    /// Called with every datagram before the node sees it: a transport packet for a session
+    /// a partner owns makes this node take that peer over (when it may).
+    pub fn before_inbound<R: CryptoRngCore>(
+        &mut self,
+        now: Time,
+        datagram: &[u8],
+        node: &mut Node<R>,
+    ) {
+        if datagram.len() < 16 || datagram[0] != TRANSPORT_TYPE || datagram[1..4] != [0, 0, 0] {
+            return;
+        }
+        let index = u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]);
+        if !node.has_session_index(index) && self.cluster.transport_arrived(now, index, node) {
+            tracing::info!(index, "took a peer over: its traffic arrived here");
+        }
+    }
+
+    /// `warpline ha promote`.
+    pub fn promote<R: CryptoRngCore>(&mut self, now: Time, node: &mut Node<R>) -> Response {
+        let taken = self.cluster.promote(now, node);
+        tracing::warn!(
+            sessions = taken,
+            epoch = self.cluster.highest_epoch().get(),
+            "HA: promoted to active; synced sessions resume without handshakes"
+        );
+        Response::Ha(self.snapshot(now, node))
+    }
+
+    /// `warpline ha demote`.
+    pub fn demote<R: CryptoRngCore>(&mut self, now: Time, node: &mut Node<R>) -> Response {
+        self.cluster.demote(node);
+        tracing::warn!("HA: demoted to standby; own sessions erased, partner's are synced");
+        Response::Ha(self.snapshot(now, node))
+    }
+
+    /// `warpline ha status`.
+    pub fn snapshot<R: CryptoRngCore>(&self, now: Time, node: &Node<R>) -> HaSnapshot {
+        let stats = self.cluster.stats();
+        let summary = self.cluster.partner_summary();
+        let partners = self
+            .links
+            .partner_states()
+            .enumerate()
+            .map(|(key, (address, connected))| {
+                let known = summary.iter().find(|entry| entry.0 == key);
+                HaPartnerSnapshot {
+                    address: address.to_string(),
+                    node_id: known.and_then(|entry| entry.1),
+                    connected,
+                    records: known.map_or(0, |entry| entry.2),
+                    last_heard_ms_ago: known
+                        .and_then(|entry| entry.3)
+                        .map(|t| now.saturating_since(t).as_millis() as u64),
+                }
+            })
+            .collect();
+        HaSnapshot {
+            mode: self.cluster.mode().to_string(),
+            node_id: self.cluster.node_id(),
+            role: self.cluster.role().name().to_owned(),
+            highest_epoch: self.cluster.highest_epoch().get(),
+            sessions_owned: node.export_session_records(now).len(),
+            records_held: self.cluster.records_held(),
+            partners,
+            subscribers: self.links.subscriber_ids(),
+            takeovers: stats.takeovers,
+            sessions_taken_over: stats.sessions_taken_over,
+            sessions_yielded: stats.sessions_yielded,
+            import_failures: stats.import_failures,
+            records_received: stats.records_received,
+            records_sent: stats.records_sent,
+            protocol_errors: stats.protocol_errors,
+        }
+    }
+}
