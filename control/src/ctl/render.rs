@@ -176,6 +176,51 @@ fn bytes(b: u64) -> String {
     format!("{value:.2} {name}")
 }
 
+/// `warpline ha status` as text.
+pub fn ha_status(status: &super::model::HaSnapshot) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "ha: {} node {} ({}), counter epoch {}",
+        status.role, status.node_id, status.mode, status.highest_epoch
+    );
+    let _ = writeln!(
+        out,
+        "  sessions: {} owned, {} held for takeover",
+        status.sessions_owned, status.records_held
+    );
+    for partner in &status.partners {
+        let id = partner
+            .node_id
+            .map_or_else(|| "?".to_owned(), |id| id.to_string());
+        let heard = partner
+            .last_heard_ms_ago
+            .map_or_else(|| "never".to_owned(), |ms| format!("{ms} ms ago"));
+        let _ = writeln!(
+            out,
+            "  partner {} (node {id}): {}, {} sessions synced, last heard {heard}",
+            partner.address,
+            if partner.connected {
+                "connected"
+            } else {
+                "down"
+            },
+            partner.records
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  takeovers: {} ({} sessions), yielded {}, import failures {}, protocol errors {}",
+        status.takeovers,
+        status.sessions_taken_over,
+        status.sessions_yielded,
+        status.import_failures,
+        status.protocol_errors
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,49 +394,4 @@ worker: 1
         );
         assert_eq!(value["workers"][0]["drops"][0][0], "replay");
     }
-}
-
-/// `warpline ha status` as text.
-pub fn ha_status(status: &super::model::HaSnapshot) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "ha: {} node {} ({}), counter epoch {}",
-        status.role, status.node_id, status.mode, status.highest_epoch
-    );
-    let _ = writeln!(
-        out,
-        "  sessions: {} owned, {} held for takeover",
-        status.sessions_owned, status.records_held
-    );
-    for partner in &status.partners {
-        let id = partner
-            .node_id
-            .map_or_else(|| "?".to_owned(), |id| id.to_string());
-        let heard = partner
-            .last_heard_ms_ago
-            .map_or_else(|| "never".to_owned(), |ms| format!("{ms} ms ago"));
-        let _ = writeln!(
-            out,
-            "  partner {} (node {id}): {}, {} sessions synced, last heard {heard}",
-            partner.address,
-            if partner.connected {
-                "connected"
-            } else {
-                "down"
-            },
-            partner.records
-        );
-    }
-    let _ = writeln!(
-        out,
-        "  takeovers: {} ({} sessions), yielded {}, import failures {}, protocol errors {}",
-        status.takeovers,
-        status.sessions_taken_over,
-        status.sessions_yielded,
-        status.import_failures,
-        status.protocol_errors
-    );
-    out
 }
