@@ -99,6 +99,9 @@ fn handler(state: Arc<Mutex<Daemon>>) -> impl FnMut(Request) -> Response + Send 
                 Some(_) => Response::Ok,
                 None => Response::error(format!("no peer {public_key}")),
             },
+            Request::HaPromote | Request::HaDemote | Request::HaStatus => {
+                Response::error("HA is not configured")
+            }
         }
     }
 }
