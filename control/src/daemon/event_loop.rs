@@ -194,6 +194,10 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         None => None,
     };
     let v6 = udp.local_addr().is_ok_and(|a| a.is_ipv6());
+    if let Err(error) = super::sticky_source::enable(&udp, v6) {
+        tracing::warn!(%error, "cannot learn local addresses: replies leave from the kernel's choice");
+    }
+    let mut locals = super::sticky_source::LocalAddresses::default();
     let mut preshared: HashSet<PublicKey> = config
         .peers
         .iter()
@@ -278,22 +282,24 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         let now = Time::from_duration(start.elapsed());
 
         for _ in 0..BUDGET {
-            let (len, from) = match udp.recv_from(&mut datagram) {
+            let (len, from, local) = match super::sticky_source::recv(&udp, &mut datagram) {
                 Ok(received) => received,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e.into()),
             };
+            let from = canonical(from);
             counters.rx_packets += 1;
             if let Some(ha) = &mut ha {
                 ha.before_inbound(now, &datagram[..len], tunnel.node_mut());
             }
-            match tunnel.inbound(now, canonical(from), &mut datagram[..len]) {
+            match tunnel.inbound(now, from, &mut datagram[..len]) {
                 Ok(Some(packet)) => {
                     if let Err(e) = interface.queue.write_packet(packet) {
                         tracing::debug!("TUN write failed: {e}");
                     }
+                    locals.learn(from, local);
                 }
-                Ok(None) => {}
+                Ok(None) => locals.learn(from, local),
                 Err(reason) => *counters.drops.entry(reason).or_default() += 1,
             }
         }
@@ -305,7 +311,15 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
             let read = interface.queue.read_packets(&mut scratch, |packet| {
                 match tunnel.outbound(now, packet, &mut sealed) {
                     Ok(Some((to, len))) => {
-                        if udp.send_to(&sealed[..len], outgoing(v6, to)).is_ok() {
+                        let source = locals.for_remote(to);
+                        if super::sticky_source::send(
+                            &udp,
+                            &sealed[..len],
+                            outgoing(v6, to),
+                            source,
+                        )
+                        .is_ok()
+                        {
                             counters.tx_packets += 1;
                         }
                     }
@@ -340,10 +354,9 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
             ha.tick(now, tunnel.node_mut());
         }
         while let Some(transmit) = tunnel.node_mut().poll_transmit() {
-            if udp
-                .send_to(&transmit.payload, outgoing(v6, transmit.destination))
-                .is_ok()
-            {
+            let source = locals.for_remote(transmit.destination);
+            let to = outgoing(v6, transmit.destination);
+            if super::sticky_source::send(&udp, &transmit.payload, to, source).is_ok() {
                 counters.tx_packets += 1;
             }
         }

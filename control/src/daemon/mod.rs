@@ -17,6 +17,7 @@ mod notify;
 mod privileges;
 mod setup;
 mod snapshot;
+mod sticky_source;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
