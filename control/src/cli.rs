@@ -164,7 +164,8 @@ impl Cli {
     /// Runs the command on the process's standard streams; errors go to stderr.
     pub fn run(self) -> ExitCode {
         let mut stdout = io::stdout().lock();
-        let mut stderr = io::stderr().lock();
+        // Not locked: daemon threads log to stderr while `up` runs on this thread.
+        let mut stderr = io::stderr();
         let result = match self.command {
             Command::Genkey => {
                 if stdout_is_a_file_others_can_access() {
