@@ -18,13 +18,12 @@
 mod gateway_support;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use gateway_support::{
-    Proc, TempDir, UdpEcho, Warpline, add_route_via, command_in, delete_address, enable_forwarding,
+    Proc, TempDir, UdpEcho, Warpline, add_route_via, delete_address, enable_forwarding,
     iperf3_rate, now_unix, require_tool, run_in, tcp_mirror, tcp_transfer, udp_echoes, warpline_up,
 };
 use warpline_control::keys::PrivateKey;
@@ -135,8 +134,7 @@ fn warpline_client_config(i: usize, key: &PrivateKey, gateway: &PrivateKey) -> S
     )
 }
 
-/// Starts the stock boringtun-cli in `host` as interface `ifname`, gives its TUN client
-/// `i`'s addresses and routes over netlink, and configures it with `wg setconf`.
+/// Starts the stock boringtun-cli in `host` as client `i`, routed to the gateway's server.
 fn start_boringtun(
     dir: &TempDir,
     host: &Host,
@@ -145,68 +143,27 @@ fn start_boringtun(
     key: &PrivateKey,
     gateway: &PrivateKey,
 ) -> Proc {
-    let boringtun = require_tool("boringtun-cli", "crates.io boringtun-cli 0.7.1");
-    let wg = require_tool("wg", "apt wireguard-tools");
-    assert!(
-        std::path::Path::new("/dev/net/tun").exists(),
-        "/dev/net/tun is missing: boringtun-cli needs the tun module (modprobe tun)"
-    );
-    let log = std::fs::File::create(dir.0.join("boringtun.log")).unwrap();
-    let mut command = command_in(host.netns(), &boringtun);
-    command
-        .args([
-            "--foreground",
-            "--threads",
-            "2",
-            "--disable-drop-privileges",
-            "--verbosity",
-            "info",
-            ifname,
-        ])
-        .env("WG_SUDO", "1")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log));
-    let socket = std::path::PathBuf::from(format!("/var/run/wireguard/{ifname}.sock"));
-    let mut proc = Proc::spawn(command, &format!("boringtun-cli {ifname}"));
-    proc.cleanup.push(socket.clone());
-    proc.wait_for_file(&socket, Duration::from_secs(10));
-
     let (v4, v6) = client_inner(i);
-    host.netlink(|netlink: &mut Netlink| {
-        let index = netlink.link_by_name(ifname)?.index;
-        netlink.set_mtu(index, 1420)?;
-        netlink.add_address(index, v4, 32)?;
-        netlink.add_address(index, v6, 128)?;
-        netlink.set_up(index)?;
-        for (destination, prefix_len) in [
-            ("10.99.0.1", 32),
-            ("10.202.0.0", 24),
-            ("fd99::1", 128),
-            ("fd02::", 64),
-        ] {
-            netlink.add_route(index, ip(destination), prefix_len)?;
-        }
-        Ok(())
-    })
-    .expect("address and routes on the boringtun TUN");
-
     let (_, endpoint) = client_outer(i);
-    let config = dir.write(
-        "boringtun-client.conf",
-        &format!(
-            "[Interface]\nPrivateKey = {}\n\n[Peer]\nPublicKey = {}\nEndpoint = {endpoint}:51820\n\
-             AllowedIPs = 10.99.0.1/32, 10.202.0.0/24, fd99::1/128, fd02::/64\n",
-            key.to_base64(),
-            gateway.public_key().to_base64()
-        ),
-    );
-    run_in(
-        host.netns(),
-        &wg,
-        &["setconf", ifname, config.to_str().unwrap()],
-    );
-    proc.assert_running();
-    proc
+    let routes = [
+        ("10.99.0.1", 32),
+        ("10.202.0.0", 24),
+        ("fd99::1", 128),
+        ("fd02::", 64),
+    ]
+    .map(|(destination, len)| (ip(destination), len));
+    gateway_support::start_boringtun(
+        dir,
+        host,
+        &gateway_support::StockClient {
+            ifname,
+            key,
+            gateway: &gateway.public_key(),
+            endpoint: SocketAddr::new(endpoint, 51820),
+            addresses: &[(v4, 32), (v6, 128)],
+            routes: &routes,
+        },
+    )
 }
 
 /// Checks the gateway's `warpline show --json` entry for a peer that has talked recently.

@@ -24,7 +24,7 @@ use rand_core::CryptoRngCore;
 use warpline_dataplane::time::Time;
 
 use super::epoch::CounterEpoch;
-use super::record::SessionRecord;
+use super::record::{SessionRecord, SessionSlot};
 use super::sync::SyncMessage;
 use crate::config::HaMode;
 use crate::node::{Node, PeerId};
@@ -57,6 +57,10 @@ impl Role {
         }
     }
 }
+
+/// How long a held record stays useful: WireGuard's REJECT_AFTER_TIME, after which no
+/// session may carry traffic.
+const RECORD_LIFETIME: Duration = Duration::from_secs(180);
 
 /// Counters of the cluster side, for `warpline ha status` and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -100,6 +104,7 @@ struct Partner {
 /// What partners were last told about one of our sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Published {
+    slot: SessionSlot,
     next_send_counter: u64,
     recv_highest: Option<u64>,
     endpoint: Option<std::net::SocketAddr>,
@@ -252,6 +257,7 @@ impl Cluster {
         for record in node.export_session_records(now) {
             let index = record.state.params.local_index;
             let current = Published {
+                slot: record.slot,
                 next_send_counter: record.state.next_send_counter,
                 recv_highest: record.state.recv_highest,
                 endpoint: record.endpoint,
@@ -259,7 +265,13 @@ impl Cluster {
             let before = self.published.get(&index);
             let changed = match before {
                 None => true,
-                Some(before) if before.endpoint != current.endpoint => true,
+                // A confirmed responder session moves from Next to Current: the standby
+                // must send with it after a takeover, so that goes out at once too.
+                Some(before)
+                    if before.endpoint != current.endpoint || before.slot != current.slot =>
+                {
+                    true
+                }
                 Some(before) => checkpoint && *before != current,
             };
             if changed {
@@ -434,6 +446,10 @@ impl Cluster {
         node.set_passive(true);
         node.wipe_all_sessions();
         self.rekeys.clear();
+        // Handed over, not ended: the partners keep their records (a Retire now would race
+        // the partner's promotion and leave it with nothing to take over).
+        self.published.clear();
+        self.published_generation = Some(node.generation());
     }
 
     /// Installs the records of `partners` that `wanted(peer, local_index)` selects, in a
@@ -507,6 +523,13 @@ impl Cluster {
 
     /// Starts the background rekeys that are due.
     pub fn poll<R: CryptoRngCore>(&mut self, now: Time, node: &mut Node<R>) {
+        // Records of sessions too old to be used are worth nothing (and were never retired
+        // if their owner was demoted or died).
+        for partner in self.partners.values_mut() {
+            partner.records.retain(|_, stored| {
+                stored.record.age + now.saturating_since(stored.received) < RECORD_LIFETIME
+            });
+        }
         if self.role != Role::Active {
             self.rekeys.clear();
             return;
@@ -719,6 +742,28 @@ mod tests {
     }
 
     #[test]
+    fn a_responder_session_confirmed_after_the_last_sync_is_resent_at_once() {
+        let mut pair = Pair::new(HaMode::Keepalived);
+        pair.clusters[0].promote(pair.now, &mut pair.gateways[0]);
+        pair.clusters[1].start(&mut pair.gateways[1]);
+        // The initiation reaches gateway 0: it answers and holds an unconfirmed session.
+        pair.client.initiate(pair.now, pair.to_gateway);
+        let mut initiation = pair.client.poll_transmit().unwrap().payload;
+        pair.gateways[0]
+            .handle_datagram(pair.now, CLIENT.parse().unwrap(), &mut initiation)
+            .unwrap();
+        pair.sync(0, 1, false);
+        // The client confirms it; no checkpoint is due, but the slot change must go out.
+        pair.pump(0);
+        pair.sync(0, 1, false);
+        pair.clusters[1].promote(pair.now, &mut pair.gateways[1]);
+        let (_, accepted) = pair
+            .gateway_sends(1, 7)
+            .expect("the new owner had no session to send with");
+        assert!(accepted);
+    }
+
+    #[test]
     fn replays_of_checkpointed_packets_are_refused_by_the_new_owner() {
         let mut pair = Pair::new(HaMode::Keepalived);
         pair.clusters[0].promote(pair.now, &mut pair.gateways[0]);
@@ -809,7 +854,7 @@ mod tests {
     }
 
     #[test]
-    fn a_demoted_node_erases_its_sessions_retires_them_and_starts_nothing() {
+    fn a_demoted_node_erases_its_sessions_hands_them_over_and_starts_nothing() {
         let mut pair = Pair::new(HaMode::Keepalived);
         pair.clusters[0].promote(pair.now, &mut pair.gateways[0]);
         pair.client_sends(1, 0);
@@ -825,8 +870,27 @@ mod tests {
             pair.gateways[0].poll_transmit().is_none(),
             "a standby initiated"
         );
+        // Handed over, not ended: the partner keeps the record to take over...
         pair.sync(0, 1, false);
-        assert_eq!(pair.clusters[1].records_held(), 0, "retired on the partner");
+        assert_eq!(
+            pair.clusters[1].records_held(),
+            1,
+            "a demotion retired the session"
+        );
+        assert_eq!(pair.clusters[1].promote(pair.now, &mut pair.gateways[1]), 1);
+        // ...while records too old to carry traffic expire.
+        let mut standby = Pair::new(HaMode::Keepalived);
+        standby.clusters[0].promote(standby.now, &mut standby.gateways[0]);
+        standby.client_sends(1, 0);
+        standby.sync(0, 1, true);
+        assert_eq!(standby.clusters[1].records_held(), 1);
+        let later = standby.now + RECORD_LIFETIME;
+        standby.clusters[1].poll(later, &mut standby.gateways[1]);
+        assert_eq!(
+            standby.clusters[1].records_held(),
+            0,
+            "an expired record was kept"
+        );
     }
 
     #[test]

@@ -263,6 +263,21 @@ impl Warpline {
             .unwrap_or_else(|| panic!("peer {public_key} not in warpline show: {show:#}"))
     }
 
+    /// `warpline ha <action> <name>` (promote, demote), run as the binary.
+    pub fn cli_ha(&self, action: &str) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_warpline"))
+            .args(["ha", action, &self.name, "--control-socket"])
+            .arg(&self.socket)
+            .output()
+            .unwrap_or_else(|e| panic!("run warpline ha {action}: {e}"));
+        assert!(
+            output.status.success(),
+            "warpline ha {action} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// `warpline down` and a clean exit.
     pub fn down(mut self) {
         self.cli("down", &[]);
@@ -272,6 +287,88 @@ impl Warpline {
             .expect("warpline did not stop after down");
         assert!(status.success(), "warpline exited with {status}");
     }
+}
+
+/// A stock WireGuard client: its interface, key, gateway, and what its TUN gets.
+pub struct StockClient<'a> {
+    pub ifname: &'a str,
+    pub key: &'a warpline_control::keys::PrivateKey,
+    pub gateway: &'a warpline_control::keys::PublicKey,
+    pub endpoint: SocketAddr,
+    /// Addresses of the client's TUN.
+    pub addresses: &'a [(IpAddr, u8)],
+    /// Prefixes routed into the tunnel (also its AllowedIPs).
+    pub routes: &'a [(IpAddr, u8)],
+}
+
+/// Starts the stock boringtun-cli in `host`, gives its TUN the client's addresses and routes
+/// over netlink, and configures it with `wg setconf`.
+pub fn start_boringtun(dir: &TempDir, host: &Host, client: &StockClient<'_>) -> Proc {
+    let boringtun = require_tool("boringtun-cli", "crates.io boringtun-cli 0.7.1");
+    let wg = require_tool("wg", "apt wireguard-tools");
+    assert!(
+        Path::new("/dev/net/tun").exists(),
+        "/dev/net/tun is missing: boringtun-cli needs the tun module (modprobe tun)"
+    );
+    let ifname = client.ifname;
+    let log = std::fs::File::create(dir.0.join(format!("boringtun-{ifname}.log"))).unwrap();
+    let mut command = command_in(host.netns(), &boringtun);
+    command
+        .args([
+            "--foreground",
+            "--threads",
+            "2",
+            "--disable-drop-privileges",
+            "--verbosity",
+            "info",
+            ifname,
+        ])
+        .env("WG_SUDO", "1")
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log));
+    let socket = PathBuf::from(format!("/var/run/wireguard/{ifname}.sock"));
+    let mut proc = Proc::spawn(command, &format!("boringtun-cli {ifname}"));
+    proc.cleanup.push(socket.clone());
+    proc.wait_for_file(&socket, Duration::from_secs(10));
+
+    let (addresses, routes) = (client.addresses.to_vec(), client.routes.to_vec());
+    host.netlink(move |netlink| {
+        let index = netlink.link_by_name(ifname)?.index;
+        netlink.set_mtu(index, 1420)?;
+        for (address, len) in addresses {
+            netlink.add_address(index, address, len)?;
+        }
+        netlink.set_up(index)?;
+        for (destination, len) in routes {
+            netlink.add_route(index, destination, len)?;
+        }
+        Ok(())
+    })
+    .expect("address and routes on the boringtun TUN");
+
+    let allowed: Vec<String> = client
+        .routes
+        .iter()
+        .map(|(address, len)| format!("{address}/{len}"))
+        .collect();
+    let config = dir.write(
+        &format!("boringtun-{ifname}.conf"),
+        &format!(
+            "[Interface]\nPrivateKey = {}\n\n[Peer]\nPublicKey = {}\nEndpoint = {}\n\
+             AllowedIPs = {}\n",
+            client.key.to_base64(),
+            client.gateway.to_base64(),
+            client.endpoint,
+            allowed.join(", ")
+        ),
+    );
+    run_in(
+        host.netns(),
+        &wg,
+        &["setconf", ifname, config.to_str().unwrap()],
+    );
+    proc.assert_running();
+    proc
 }
 
 /// Seconds since the Unix epoch.
@@ -515,4 +612,50 @@ pub fn iperf3_rate(
     report["end"]["sum_received"]["bits_per_second"]
         .as_f64()
         .unwrap_or_else(|| panic!("no received rate in iperf3 report: {report:#}"))
+}
+
+// --- L2 segments ------------------------------------------------------------------------
+
+/// A host acting as an Ethernet switch: Linux bridges whose ports are veths to other hosts,
+/// so several hosts share one segment (VRRP, gratuitous ARP).
+pub struct Switch {
+    pub host: Host,
+    ip: PathBuf,
+}
+
+impl Switch {
+    /// A switch with the named bridges, up.
+    pub fn new(bridges: &[&str]) -> Self {
+        let ip = require_tool("ip", "apt iproute2");
+        let host = Host::new("sw").unwrap();
+        for bridge in bridges {
+            run_in(
+                host.netns(),
+                &ip,
+                &["link", "add", bridge, "type", "bridge"],
+            );
+            run_in(host.netns(), &ip, &["link", "set", bridge, "up"]);
+        }
+        Self { host, ip }
+    }
+
+    /// Plugs `host` into `bridge` with a new veth; the host's end (up).
+    pub fn plug(&self, bridge: &str, host: &Host) -> warpline_dataplane::lab::Endpoint {
+        let veth = warpline_dataplane::lab::Veth::new(host, &self.host, 1).unwrap();
+        run_in(
+            self.host.netns(),
+            &self.ip,
+            &["link", "set", &veth.b.name, "master", bridge],
+        );
+        veth.a
+    }
+
+    /// Sets `host`'s interface `name` up or down (a link cut).
+    pub fn set_link(&self, host: &Host, name: &str, up: bool) {
+        run_in(
+            host.netns(),
+            &self.ip,
+            &["link", "set", name, if up { "up" } else { "down" }],
+        );
+    }
 }

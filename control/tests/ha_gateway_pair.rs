@@ -1,0 +1,740 @@
+//! An active-passive gateway pair with the real keepalived (from apt), as root, in a
+//! namespace lab:
+//!
+//! ```text
+//!  client ── WAN bridge 10.210.0.0/24 ──┬── gw A .1 ──┬── LAN bridge 10.211.0.0/24 ── server .10
+//!  (boringtun-cli,    VIP .100          └── gw B .2 ──┘    VIP .100
+//!   tunnel 10.99.1.2)                   sync link 10.212.0.0/24 between A and B (port 51900)
+//! ```
+//!
+//! keepalived runs `dist/keepalived/keepalived.conf.in` (the template the docs give), with
+//! 50 ms VRRPv3 adverts; its notify scripts call `warpline ha promote|demote`.
+//!
+//! 1. A sequence-numbered UDP probe (500/s) and an iperf3 TCP flow run through the VIP
+//!    while the active node dies (SIGKILL of warpline and keepalived, links gone): the
+//!    largest gap in the echoes must be <= 1 s, the standby must have needed no handshake
+//!    when traffic resumed, and the TCP flow must survive. Then the dead node restarts: it
+//!    resyncs as standby, keepalived fails back to it (preemption), traffic gaps <= 1 s
+//!    again, and exactly one node owns the session afterwards. Then the active node's WAN
+//!    link is cut: keepalived's interface tracking moves the VIPs, gap <= 1 s.
+//! 2. Split brain: the sync link fails and both nodes are active at once, both sending to
+//!    the client on the same session keys: a capture on the client's link shows no
+//!    (receiver index, counter) pair twice, and the client follows the newer epoch.
+//!
+//! Without root each test prints `skipping: <reason>` and passes.
+
+mod gateway_support;
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gateway_support::{
+    Proc, StockClient, Switch, TempDir, UdpEcho, Warpline, add_route_via, command_in,
+    enable_forwarding, require_tool, start_boringtun, warpline_up,
+};
+use warpline_control::keys::PrivateKey;
+use warpline_dataplane::lab::{Endpoint, Host, require_root, unique_name};
+
+const WAN_VIP: &str = "10.210.0.100";
+const LAN_VIP: &str = "10.211.0.100";
+const SERVER: &str = "10.211.0.10";
+const CLIENT_TUNNEL: &str = "10.99.1.2";
+const ECHO_PORT: u16 = 9000;
+const IPERF_PORT: u16 = 5201;
+const HA_KEY: &str = "d2FycGxpbmUtaGEtbGFiLWtleS0zMi1ieXRlcyEhISE=";
+/// The failover target of the issue.
+const MAX_GAP: Duration = Duration::from_secs(1);
+
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+/// The hosts and their links (dropped after the processes the tests declare later).
+struct Lab {
+    switch: Switch,
+    client: Host,
+    client_wan: Endpoint,
+    gateways: [Host; 2],
+    wan: [Endpoint; 2],
+    lan: [Endpoint; 2],
+    sync: [Endpoint; 2],
+    server: Host,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let switch = Switch::new(&["bw", "bl", "bs"]);
+        let client = Host::new("c").unwrap();
+        let client_wan = switch.plug("bw", &client);
+        client
+            .add_address(&client_wan, ip("10.210.0.50"), 24)
+            .unwrap();
+        let server = Host::new("s").unwrap();
+        let server_lan = switch.plug("bl", &server);
+        server.add_address(&server_lan, ip(SERVER), 24).unwrap();
+        add_route_via(&server, ip("10.99.0.0"), 16, ip(LAN_VIP)).unwrap();
+        let gateway = |n: u8| {
+            let host = Host::new(if n == 1 { "ga" } else { "gb" }).unwrap();
+            let wan = switch.plug("bw", &host);
+            let lan = switch.plug("bl", &host);
+            let sync = switch.plug("bs", &host);
+            host.add_address(&wan, ip(&format!("10.210.0.{n}")), 24)
+                .unwrap();
+            host.add_address(&lan, ip(&format!("10.211.0.{n}")), 24)
+                .unwrap();
+            host.add_address(&sync, ip(&format!("10.212.0.{n}")), 24)
+                .unwrap();
+            enable_forwarding(&host);
+            (host, wan, lan, sync)
+        };
+        let (a, a_wan, a_lan, a_sync) = gateway(1);
+        let (b, b_wan, b_lan, b_sync) = gateway(2);
+        Self {
+            switch,
+            client,
+            client_wan,
+            gateways: [a, b],
+            wan: [a_wan, b_wan],
+            lan: [a_lan, b_lan],
+            sync: [a_sync, b_sync],
+            server,
+        }
+    }
+}
+
+/// Gateway `node`'s config: the shared identity, the client as its peer, the HA keys.
+fn gateway_config(node: usize, key: &PrivateKey, client: &PrivateKey) -> String {
+    let (own, other) = (node + 1, 2 - node);
+    format!(
+        "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = 10.99.0.1/24\n\
+         HaMode = keepalived\nHaNodeId = {node}\nHaKey = {HA_KEY}\n\
+         HaListen = 10.212.0.{own}:51900\nHaPeer = 10.212.0.{other}:51900\n\n\
+         [Peer]\nPublicKey = {}\nAllowedIPs = {CLIENT_TUNNEL}/32\n",
+        key.to_base64(),
+        client.public_key().to_base64()
+    )
+}
+
+/// A root-only directory under /run: keepalived runs notify scripts only from paths no
+/// other user can write.
+struct SecureDir(PathBuf);
+
+impl SecureDir {
+    fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let path = PathBuf::from(format!("/run/{}ha", unique_name()));
+        std::fs::create_dir(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for SecureDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// keepalived for gateway `node`, rendered from the template in `dist/`.
+fn start_keepalived(lab: &Lab, node: usize, gateway: &Warpline, secure: &SecureDir) -> Keepalived {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let keepalived = require_tool("keepalived", "apt keepalived");
+    let dir = secure.0.join(format!("node{node}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The notify command: the test's warpline binary on this node's control socket.
+    let wrapper = dir.join("warpline");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec {} \"$@\" --control-socket {}\n",
+            env!("CARGO_BIN_EXE_warpline"),
+            gateway.socket.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/keepalived/keepalived.conf.in"),
+    )
+    .unwrap();
+    let config = template
+        .replace("@NAME@", &gateway.name)
+        .replace("@WARPLINE@", wrapper.to_str().unwrap())
+        .replace("@WAN@", &lab.wan[node].name)
+        .replace("@LAN@", &lab.lan[node].name)
+        .replace("@WAN_VIP@", &format!("{WAN_VIP}/24"))
+        .replace("@LAN_VIP@", &format!("{LAN_VIP}/24"))
+        .replace("@PRIORITY@", if node == 0 { "150" } else { "100" })
+        .replace("@VRID@", "51");
+    let config_path = dir.join("keepalived.conf");
+    std::fs::write(&config_path, config).unwrap();
+    let log = std::fs::File::create(dir.join("keepalived.log")).unwrap();
+    let mut command = command_in(lab.gateways[node].netns(), &keepalived);
+    command
+        .arg("--dont-fork")
+        .arg("--log-console")
+        .arg("--vrrp")
+        .arg("--use-file")
+        .arg(&config_path)
+        .arg("--pid")
+        .arg(dir.join("keepalived.pid"))
+        .arg("--vrrp_pid")
+        .arg(dir.join("vrrp.pid"))
+        .arg("--checkers_pid")
+        .arg(dir.join("checkers.pid"))
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log));
+    // Its own process group, so that killing it takes its VRRP child along.
+    command.process_group(0);
+    Keepalived(Proc::spawn(command, &format!("keepalived on node {node}")))
+}
+
+/// keepalived and its VRRP child process, killed together (SIGKILL to the group) on drop.
+struct Keepalived(Proc);
+
+impl Keepalived {
+    fn kill(&mut self) {
+        let group = self.0.child.id() as i32;
+        // SAFETY: kill(2) on our own child's process group; no memory is involved.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+        let _ = self.0.child.wait();
+    }
+}
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `warpline ha status --json` of a gateway.
+fn ha_status(gateway: &Warpline) -> serde_json::Value {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_warpline"))
+        .args(["ha", "status", &gateway.name, "--json", "--control-socket"])
+        .arg(&gateway.socket)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "warpline ha status: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn role(gateway: &Warpline) -> String {
+    ha_status(gateway)["role"]
+        .as_str()
+        .unwrap_or("?")
+        .to_owned()
+}
+
+fn handshakes(gateway: &Warpline, client: &PrivateKey) -> u64 {
+    gateway.peer_json(&client.public_key().to_base64())["handshakes"]
+        .as_u64()
+        .unwrap()
+}
+
+/// A sequence-numbered UDP stream from the client through the tunnel to the server's echo,
+/// recording when each echo came back.
+struct Probe {
+    stop: Arc<AtomicBool>,
+    arrivals: Arc<Mutex<Vec<Instant>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Probe {
+    fn start(client: &Host) -> Self {
+        let socket = client.run(|| UdpSocket::bind((ip(CLIENT_TUNNEL), 0)).unwrap());
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let target = SocketAddr::new(ip(SERVER), ECHO_PORT);
+        let sender = {
+            let (socket, stop) = (socket.try_clone().unwrap(), stop.clone());
+            std::thread::spawn(move || {
+                let mut sequence = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = socket.send_to(&sequence.to_be_bytes(), target);
+                    sequence += 1;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        let receiver = {
+            let (stop, arrivals) = (stop.clone(), arrivals.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((8, _)) = socket.recv_from(&mut buf) {
+                        arrivals.lock().unwrap().push(Instant::now());
+                    }
+                }
+            })
+        };
+        Self {
+            stop,
+            arrivals,
+            threads: vec![sender, receiver],
+        }
+    }
+
+    fn echoes_since(&self, since: Instant) -> usize {
+        self.arrivals
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| **t > since)
+            .count()
+    }
+
+    /// Waits until echoes flow after `since`; panics after `timeout`.
+    fn wait_resumed(&self, since: Instant, timeout: Duration) {
+        wait_for("echoes to resume", timeout, || {
+            self.echoes_since(since) >= 5
+        });
+    }
+
+    /// The longest silence between echoes from `from` (minus a little) to now.
+    fn largest_gap(&self, from: Instant) -> Duration {
+        let arrivals = self.arrivals.lock().unwrap();
+        let mut previous = None;
+        let mut largest = Duration::ZERO;
+        for &t in arrivals.iter().filter(|t| **t >= from) {
+            if let Some(p) = previous {
+                largest = largest.max(t - p);
+            }
+            previous = Some(t);
+        }
+        largest
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts an iperf3 TCP flow of `seconds` through the tunnel; join for its result.
+fn iperf3_flow(lab: &Lab, seconds: u32) -> (Proc, JoinHandle<std::process::Output>) {
+    let iperf3 = require_tool("iperf3", "apt iperf3");
+    let mut server = command_in(lab.server.netns(), &iperf3);
+    server
+        .args(["-s", "-1", "-B", SERVER, "-p", &IPERF_PORT.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let server = Proc::spawn(server, "iperf3 -s");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut client = command_in(lab.client.netns(), &iperf3);
+    client.args([
+        "-c",
+        SERVER,
+        "-p",
+        &IPERF_PORT.to_string(),
+        "-t",
+        &seconds.to_string(),
+        "-J",
+    ]);
+    (server, std::thread::spawn(move || client.output().unwrap()))
+}
+
+fn kill(proc: &mut Proc) {
+    let _ = proc.child.kill();
+    let _ = proc.child.wait();
+}
+
+/// Removes the VIPs a SIGKILLed keepalived left behind (a rebooted box has none).
+fn delete_vips(lab: &Lab, node: usize) {
+    let ip_tool = require_tool("ip", "apt iproute2");
+    for (vip, link) in [(WAN_VIP, &lab.wan[node]), (LAN_VIP, &lab.lan[node])] {
+        let _ = command_in(lab.gateways[node].netns(), &ip_tool)
+            .args(["addr", "del", &format!("{vip}/24"), "dev", &link.name])
+            .output();
+    }
+}
+
+#[test]
+fn active_passive_pair_fails_over_and_back_without_handshakes() {
+    if let Err(reason) = require_root() {
+        println!("skipping: {reason}");
+        return;
+    }
+    let _serial = serial();
+    let lab = Lab::new();
+    let dir = TempDir::new();
+    let secure = SecureDir::new();
+    let (gateway_key, client_key) = (PrivateKey::generate(), PrivateKey::generate());
+    let _echo = UdpEcho::start(&lab.server, SocketAddr::new(ip(SERVER), ECHO_PORT));
+
+    let mut a = warpline_up(
+        &lab.gateways[0],
+        &dir,
+        "wla",
+        &gateway_config(0, &gateway_key, &client_key),
+    );
+    let b = warpline_up(
+        &lab.gateways[1],
+        &dir,
+        "wlb",
+        &gateway_config(1, &gateway_key, &client_key),
+    );
+    assert_eq!(role(&a), "standby", "keepalived mode starts as standby");
+    let mut keepalived_a = start_keepalived(&lab, 0, &a, &secure);
+    let _keepalived_b = start_keepalived(&lab, 1, &b, &secure);
+    wait_for("A to become active", Duration::from_secs(10), || {
+        role(&a) == "active"
+    });
+    assert_eq!(role(&b), "standby");
+
+    let _client = start_boringtun(
+        &dir,
+        &lab.client,
+        &StockClient {
+            ifname: "wgc",
+            key: &client_key,
+            gateway: &gateway_key.public_key(),
+            endpoint: SocketAddr::new(ip(WAN_VIP), 51820),
+            addresses: &[(ip(CLIENT_TUNNEL), 32)],
+            routes: &[(ip("10.211.0.0"), 24), (ip("10.99.0.1"), 32)],
+        },
+    );
+    let probe = Probe::start(&lab.client);
+    probe.wait_resumed(Instant::now(), Duration::from_secs(10));
+    wait_for("B to hold A's session", Duration::from_secs(5), || {
+        ha_status(&b)["records_held"].as_u64() >= Some(1)
+    });
+    assert_eq!(handshakes(&b, &client_key), 0);
+
+    // 1. The active node dies with an iperf3 flow and the probe running.
+    let (_iperf_server, iperf) = iperf3_flow(&lab, 6);
+    std::thread::sleep(Duration::from_secs(2));
+    // Power loss: the links go first (a dying keepalived would otherwise send its
+    // priority-0 "I quit" advert and make this a graceful handover), then the processes.
+    let killed = Instant::now();
+    for link in [&lab.wan[0], &lab.lan[0], &lab.sync[0]] {
+        lab.switch.set_link(&lab.gateways[0], &link.name, false);
+    }
+    kill(&mut a.proc);
+    keepalived_a.kill();
+    probe.wait_resumed(killed + Duration::from_millis(50), Duration::from_secs(10));
+    let handshakes_when_resumed = handshakes(&b, &client_key);
+    let gap = probe.largest_gap(killed - Duration::from_millis(100));
+    println!(
+        "failover (node killed): gap {gap:?}, handshakes at B when traffic resumed: {handshakes_when_resumed}"
+    );
+    assert_eq!(role(&b), "active");
+    assert_eq!(handshakes_when_resumed, 0, "traffic waited for a handshake");
+    assert!(gap <= MAX_GAP, "failover gap {gap:?} > {MAX_GAP:?}");
+    let iperf = iperf.join().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&iperf.stdout).unwrap_or_default();
+    let bits = report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0);
+    println!("iperf3 across the failover: {:.1} Mbit/s", bits / 1e6);
+    assert!(
+        iperf.status.success() && report["error"].is_null() && bits > 0.0,
+        "the TCP flow did not survive the failover: {}",
+        String::from_utf8_lossy(&iperf.stdout)
+    );
+    let b_status = ha_status(&b);
+    assert!(
+        b_status["sessions_taken_over"].as_u64() >= Some(1),
+        "{b_status:#}"
+    );
+    // The background rekey replaces the synced keys soon after.
+    wait_for("B's background rekey", Duration::from_secs(10), || {
+        handshakes(&b, &client_key) >= 1
+    });
+
+    // 2. The dead node comes back: full resync as standby, then keepalived fails back.
+    delete_vips(&lab, 0);
+    for link in [&lab.wan[0], &lab.lan[0], &lab.sync[0]] {
+        lab.switch.set_link(&lab.gateways[0], &link.name, true);
+    }
+    // The killed daemon left its control socket file behind.
+    let _ = std::fs::remove_file(&a.socket);
+    drop(a);
+    let a = warpline_up(
+        &lab.gateways[0],
+        &dir,
+        "wla",
+        &gateway_config(0, &gateway_key, &client_key),
+    );
+    wait_for("A to resync B's sessions", Duration::from_secs(10), || {
+        ha_status(&a)["records_held"].as_u64() >= Some(1)
+    });
+    let a_handshakes = handshakes(&a, &client_key);
+    let restarted = Instant::now();
+    let _keepalived_a = start_keepalived(&lab, 0, &a, &secure);
+    wait_for("A to take over again", Duration::from_secs(10), || {
+        role(&a) == "active"
+    });
+    wait_for("B to step down", Duration::from_secs(5), || {
+        role(&b) == "standby"
+    });
+    let failed_back = Instant::now();
+    probe.wait_resumed(failed_back, Duration::from_secs(10));
+    let handshakes_when_resumed = handshakes(&a, &client_key) - a_handshakes;
+    let gap = probe.largest_gap(restarted);
+    println!("failback (preemption): gap {gap:?}, new handshakes at A: {handshakes_when_resumed}");
+    assert_eq!(
+        handshakes_when_resumed, 0,
+        "failback waited for a handshake"
+    );
+    assert!(gap <= MAX_GAP, "failback gap {gap:?} > {MAX_GAP:?}");
+    let (a_status, b_status) = (ha_status(&a), ha_status(&b));
+    assert!(
+        a_status["sessions_owned"].as_u64() >= Some(1),
+        "{a_status:#}"
+    );
+    assert_eq!(b_status["sessions_owned"], 0, "two owners: {b_status:#}");
+
+    wait_for("B to resync A's sessions", Duration::from_secs(5), || {
+        ha_status(&b)["records_held"].as_u64() >= Some(1)
+    });
+
+    // 3. The active node's WAN link is cut: interface tracking moves the VIPs.
+    let cut = Instant::now();
+    lab.switch
+        .set_link(&lab.gateways[0], &lab.wan[0].name, false);
+    wait_for(
+        "B to take over on the link cut",
+        Duration::from_secs(10),
+        || role(&b) == "active",
+    );
+    probe.wait_resumed(cut + Duration::from_millis(50), Duration::from_secs(10));
+    let gap = probe.largest_gap(cut - Duration::from_millis(100));
+    println!("failover (WAN link cut): gap {gap:?}");
+    assert!(gap <= MAX_GAP, "link-cut gap {gap:?} > {MAX_GAP:?}");
+    wait_for("A to step down", Duration::from_secs(5), || {
+        role(&a) == "standby"
+    });
+}
+
+/// WireGuard transport packets sent to the client, as (receiver index, counter), captured
+/// on the client's link with an AF_PACKET socket.
+struct Capture {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<(u32, u64)>>>,
+}
+
+impl Capture {
+    fn start(host: &Host, link: &Endpoint) -> Self {
+        let index = link.index;
+        let fd = host.run(move || {
+            // SAFETY: plain socket(2) call with constant arguments.
+            let fd = unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_DGRAM,
+                    i32::from((libc::ETH_P_IP as u16).to_be()),
+                )
+            };
+            assert!(
+                fd >= 0,
+                "AF_PACKET socket: {}",
+                std::io::Error::last_os_error()
+            );
+            let address = libc::sockaddr_ll {
+                sll_family: libc::AF_PACKET as u16,
+                sll_protocol: (libc::ETH_P_IP as u16).to_be(),
+                sll_ifindex: index as i32,
+                sll_hatype: 0,
+                sll_pkttype: 0,
+                sll_halen: 0,
+                sll_addr: [0; 8],
+            };
+            // SAFETY: `address` is a live sockaddr_ll of the length passed; fd is ours.
+            let rc = unsafe {
+                libc::bind(
+                    fd,
+                    std::ptr::from_ref(&address).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            assert_eq!(rc, 0, "bind AF_PACKET: {}", std::io::Error::last_os_error());
+            fd
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            use std::os::fd::FromRawFd;
+            // SAFETY: `fd` is an open socket this thread now owns alone.
+            let socket = unsafe { UdpSocket::from_raw_fd(fd) };
+            socket
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 2048];
+            while !flag.load(Ordering::Relaxed) {
+                let Ok(len) = socket.recv(&mut buf) else {
+                    continue;
+                };
+                let packet = &buf[..len];
+                let header = usize::from(packet.first().copied().unwrap_or(0) & 0x0f) * 4;
+                if len < header + 8 + 16 || packet[9] != 17 {
+                    continue;
+                }
+                let udp = &packet[header..];
+                let source_port = u16::from_be_bytes([udp[0], udp[1]]);
+                let payload = &udp[8..];
+                if source_port == 51820 && payload[0] == 4 {
+                    let receiver = u32::from_le_bytes(payload[4..8].try_into().unwrap());
+                    let counter = u64::from_le_bytes(payload[8..16].try_into().unwrap());
+                    seen.push((receiver, counter));
+                }
+            }
+            seen
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> Vec<(u32, u64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+#[test]
+fn split_brain_never_reuses_a_key_and_counter() {
+    if let Err(reason) = require_root() {
+        println!("skipping: {reason}");
+        return;
+    }
+    let _serial = serial();
+    let lab = Lab::new();
+    let dir = TempDir::new();
+    let (gateway_key, client_key) = (PrivateKey::generate(), PrivateKey::generate());
+    let _echo = UdpEcho::start(&lab.server, SocketAddr::new(ip(SERVER), ECHO_PORT));
+    let a = warpline_up(
+        &lab.gateways[0],
+        &dir,
+        "wla",
+        &gateway_config(0, &gateway_key, &client_key),
+    );
+    let b = warpline_up(
+        &lab.gateways[1],
+        &dir,
+        "wlb",
+        &gateway_config(1, &gateway_key, &client_key),
+    );
+    a.cli_ha("promote");
+    // No keepalived: the client talks to A's own address, and A serves the LAN.
+    lab.gateways[0]
+        .add_address(&lab.lan[0], ip(LAN_VIP), 24)
+        .unwrap();
+    let _client = start_boringtun(
+        &dir,
+        &lab.client,
+        &StockClient {
+            ifname: "wgc",
+            key: &client_key,
+            gateway: &gateway_key.public_key(),
+            endpoint: SocketAddr::new(ip("10.210.0.1"), 51820),
+            addresses: &[(ip(CLIENT_TUNNEL), 32)],
+            routes: &[(ip("10.211.0.0"), 24), (ip("10.99.0.1"), 32)],
+        },
+    );
+    let probe = Probe::start(&lab.client);
+    probe.wait_resumed(Instant::now(), Duration::from_secs(10));
+    wait_for("B to hold A's session", Duration::from_secs(5), || {
+        ha_status(&b)["records_held"].as_u64() >= Some(1)
+    });
+
+    // Split brain: the sync link fails, and B promotes itself while A keeps going. Both now send to the client on
+    // the same session keys: from inside each gateway, datagrams to the client's tunnel
+    // address go out through each node's own tunnel.
+    let capture = Capture::start(&lab.client, &lab.client_wan);
+    lab.switch
+        .set_link(&lab.gateways[0], &lab.sync[0].name, false);
+    b.cli_ha("promote");
+    assert_eq!((role(&a), role(&b)), ("active".into(), "active".into()));
+    let client_listener = lab
+        .client
+        .run(|| UdpSocket::bind((ip(CLIENT_TUNNEL), 9999)).unwrap());
+    client_listener
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    for round in 0..200u32 {
+        for (node, host) in lab.gateways.iter().enumerate() {
+            host.run(|| {
+                let socket = UdpSocket::bind("10.99.0.1:0").unwrap();
+                let _ = socket.send_to(&[node as u8, round as u8], (ip(CLIENT_TUNNEL), 9999));
+            });
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut from_node = [0u32; 2];
+    let mut buf = [0u8; 16];
+    while let Ok((2, _)) = client_listener.recv_from(&mut buf) {
+        from_node[usize::from(buf[0] & 1)] += 1;
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let seen = capture.finish();
+    drop(probe);
+
+    let mut distinct = HashSet::new();
+    let duplicates: Vec<_> = seen
+        .iter()
+        .filter(|pair| !distinct.insert(**pair))
+        .collect();
+    let epochs: HashSet<u64> = seen.iter().map(|(_, counter)| counter >> 32).collect();
+    println!(
+        "split brain: {} transport packets to the client, {} distinct (index, counter), epochs \
+         {epochs:?}; the client accepted {} from A and {} from B",
+        seen.len(),
+        distinct.len(),
+        from_node[0],
+        from_node[1]
+    );
+    assert!(
+        seen.len() >= 300,
+        "too few packets captured: {}",
+        seen.len()
+    );
+    assert!(
+        duplicates.is_empty(),
+        "(key, counter) reused: {duplicates:?}"
+    );
+    assert!(
+        epochs.len() >= 2,
+        "both nodes sent on the session: {epochs:?}"
+    );
+    // The stock client's replay window follows the highest counter: once it accepted the
+    // higher epoch, the other node's packets are refused as old: safe, and one node wins.
+    assert!(
+        from_node[1] >= 150,
+        "the client refused the newer epoch: {from_node:?}"
+    );
+}
