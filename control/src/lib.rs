@@ -17,6 +17,7 @@ pub mod cookie;
 pub mod ctl;
 pub mod daemon;
 pub mod doctor;
+pub mod failover;
 pub mod ha;
 pub mod keys;
 pub mod layout;

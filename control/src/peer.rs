@@ -49,6 +49,17 @@ pub struct PeerStats {
     pub handshakes: u64,
 }
 
+/// Whether a peer answers: the facts its endpoint failover decides on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Liveness {
+    /// The last authenticated packet from the peer.
+    pub last_received: Option<Time>,
+    /// We have sent data since this time and heard nothing back.
+    pub unanswered_data_since: Option<Time>,
+    /// A handshake is in flight, attempted since this time.
+    pub handshaking_since: Option<Time>,
+}
+
 /// A peer's state.
 #[derive(Debug)]
 pub struct Peer {
@@ -228,6 +239,15 @@ impl Peer {
         self.pending = None;
         self.attempts_started = None;
         self.queued.clear();
+    }
+
+    /// What the peer's endpoint failover watches (see `crate::failover`).
+    pub fn liveness(&self) -> Liveness {
+        Liveness {
+            last_received: self.last_received,
+            unanswered_data_since: self.unanswered_data_since,
+            handshaking_since: self.pending.as_ref().and(self.attempts_started),
+        }
     }
 
     /// The peer's public key.

@@ -91,6 +91,7 @@ fn handler(state: Arc<Mutex<Daemon>>) -> impl FnMut(Request) -> Response + Send 
                     persistent_keepalive_secs: persistent_keepalive,
                     cipher: cipher.unwrap_or_else(|| "chacha20poly1305".into()),
                     preshared_key: preshared_key.is_some(),
+                    failover: None,
                 };
                 state.peers.insert(public_key, peer);
                 Response::Ok

@@ -35,8 +35,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use gateway_support::{
-    Proc, StockClient, Switch, TempDir, UdpEcho, Warpline, add_route_via, command_in,
-    enable_forwarding, require_tool, start_boringtun, warpline_up,
+    Probe, Proc, StockClient, Switch, TempDir, UdpEcho, Warpline, add_route_via, command_in,
+    enable_forwarding, ha_status, require_tool, start_boringtun, wait_for, warpline_up,
 };
 use warpline_control::keys::PrivateKey;
 use warpline_dataplane::lab::{Endpoint, Host, require_root, unique_name};
@@ -221,29 +221,6 @@ impl Drop for Keepalived {
     }
 }
 
-/// `warpline ha status --json` of a gateway.
-fn ha_status(gateway: &Warpline) -> serde_json::Value {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_warpline"))
-        .args(["ha", "status", &gateway.name, "--json", "--control-socket"])
-        .arg(&gateway.socket)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "warpline ha status: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn role(gateway: &Warpline) -> String {
     ha_status(gateway)["role"]
         .as_str()
@@ -255,92 +232,6 @@ fn handshakes(gateway: &Warpline, client: &PrivateKey) -> u64 {
     gateway.peer_json(&client.public_key().to_base64())["handshakes"]
         .as_u64()
         .unwrap()
-}
-
-/// A sequence-numbered UDP stream from the client through the tunnel to the server's echo,
-/// recording when each echo came back.
-struct Probe {
-    stop: Arc<AtomicBool>,
-    arrivals: Arc<Mutex<Vec<Instant>>>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Probe {
-    fn start(client: &Host) -> Self {
-        let socket = client.run(|| UdpSocket::bind((ip(CLIENT_TUNNEL), 0)).unwrap());
-        socket
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let arrivals = Arc::new(Mutex::new(Vec::new()));
-        let target = SocketAddr::new(ip(SERVER), ECHO_PORT);
-        let sender = {
-            let (socket, stop) = (socket.try_clone().unwrap(), stop.clone());
-            std::thread::spawn(move || {
-                let mut sequence = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let _ = socket.send_to(&sequence.to_be_bytes(), target);
-                    sequence += 1;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            })
-        };
-        let receiver = {
-            let (stop, arrivals) = (stop.clone(), arrivals.clone());
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 64];
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok((8, _)) = socket.recv_from(&mut buf) {
-                        arrivals.lock().unwrap().push(Instant::now());
-                    }
-                }
-            })
-        };
-        Self {
-            stop,
-            arrivals,
-            threads: vec![sender, receiver],
-        }
-    }
-
-    fn echoes_since(&self, since: Instant) -> usize {
-        self.arrivals
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|t| **t > since)
-            .count()
-    }
-
-    /// Waits until echoes flow after `since`; panics after `timeout`.
-    fn wait_resumed(&self, since: Instant, timeout: Duration) {
-        wait_for("echoes to resume", timeout, || {
-            self.echoes_since(since) >= 5
-        });
-    }
-
-    /// The longest silence between echoes from `from` (minus a little) to now.
-    fn largest_gap(&self, from: Instant) -> Duration {
-        let arrivals = self.arrivals.lock().unwrap();
-        let mut previous = None;
-        let mut largest = Duration::ZERO;
-        for &t in arrivals.iter().filter(|t| **t >= from) {
-            if let Some(p) = previous {
-                largest = largest.max(t - p);
-            }
-            previous = Some(t);
-        }
-        largest
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-    }
 }
 
 /// Starts an iperf3 TCP flow of `seconds` through the tunnel; join for its result.
@@ -426,7 +317,11 @@ fn active_passive_pair_fails_over_and_back_without_handshakes() {
             routes: &[(ip("10.211.0.0"), 24), (ip("10.99.0.1"), 32)],
         },
     );
-    let probe = Probe::start(&lab.client);
+    let probe = Probe::start(
+        &lab.client,
+        ip(CLIENT_TUNNEL),
+        SocketAddr::new(ip(SERVER), ECHO_PORT),
+    );
     probe.wait_resumed(Instant::now(), Duration::from_secs(10));
     wait_for("B to hold A's session", Duration::from_secs(5), || {
         ha_status(&b)["records_held"].as_u64() >= Some(1)
@@ -666,7 +561,11 @@ fn split_brain_never_reuses_a_key_and_counter() {
             routes: &[(ip("10.211.0.0"), 24), (ip("10.99.0.1"), 32)],
         },
     );
-    let probe = Probe::start(&lab.client);
+    let probe = Probe::start(
+        &lab.client,
+        ip(CLIENT_TUNNEL),
+        SocketAddr::new(ip(SERVER), ECHO_PORT),
+    );
     probe.wait_resumed(Instant::now(), Duration::from_secs(10));
     wait_for("B to hold A's session", Duration::from_secs(5), || {
         ha_status(&b)["records_held"].as_u64() >= Some(1)

@@ -835,6 +835,7 @@ fn ctl_response_seeds() -> Seeds {
                 persistent_keepalive_secs: Some(25),
                 cipher: "aes256gcm".into(),
                 preshared_key: true,
+                failover: None,
             },
             PeerSnapshot {
                 public_key: PrivateKey::from_bytes([0x63; 32]).public_key().to_base64(),
@@ -847,6 +848,7 @@ fn ctl_response_seeds() -> Seeds {
                 persistent_keepalive_secs: None,
                 cipher: "chacha20poly1305".into(),
                 preshared_key: false,
+                failover: None,
             },
         ],
         workers: vec![WorkerSnapshot {

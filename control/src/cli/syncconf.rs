@@ -164,6 +164,7 @@ mod tests {
                     persistent_keepalive_secs: None,
                     cipher: "chacha20poly1305".into(),
                     preshared_key: false,
+                    failover: None,
                 })
                 .collect(),
             workers: Vec::new(),

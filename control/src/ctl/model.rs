@@ -48,6 +48,23 @@ pub struct PeerSnapshot {
     pub cipher: String,
     /// Whether a preshared key is set. The key itself never leaves the daemon.
     pub preshared_key: bool,
+    /// With several endpoints (or a name with several addresses): the list and which is in
+    /// use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<EndpointsSnapshot>,
+}
+
+/// A peer's endpoint list (`Endpoint = a, b, ...`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointsSnapshot {
+    /// The configured endpoints, in config order.
+    pub endpoints: Vec<String>,
+    /// The index of the one in use (`None` while a name is being resolved).
+    pub active: Option<usize>,
+    /// The address in use.
+    pub active_address: Option<String>,
+    /// Failovers so far.
+    pub switches: u64,
 }
 
 /// One data plane worker's counters.

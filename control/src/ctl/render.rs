@@ -67,6 +67,28 @@ fn render_peer(out: &mut String, peer: &PeerSnapshot, now: u64) {
     if let Some(endpoint) = &peer.endpoint {
         let _ = writeln!(out, "  endpoint: {endpoint}");
     }
+    if let Some(failover) = &peer.failover {
+        let list: Vec<String> = failover
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(index, endpoint)| {
+                match (failover.active == Some(index), &failover.active_address) {
+                    (true, Some(address)) if *address != *endpoint => {
+                        format!("{endpoint} (active: {address})")
+                    }
+                    (true, _) => format!("{endpoint} (active)"),
+                    (false, _) => endpoint.clone(),
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  endpoints: {} ({} failovers)",
+            list.join(", "),
+            failover.switches
+        );
+    }
     if peer.allowed_ips.is_empty() {
         let _ = writeln!(out, "  allowed ips: (none)");
     } else {
@@ -244,6 +266,7 @@ mod tests {
                     persistent_keepalive_secs: None,
                     cipher: "chacha20poly1305".into(),
                     preshared_key: false,
+                    failover: None,
                 },
                 PeerSnapshot {
                     public_key: "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=".into(),
@@ -256,6 +279,7 @@ mod tests {
                     persistent_keepalive_secs: Some(25),
                     cipher: "aes256gcm".into(),
                     preshared_key: true,
+                    failover: None,
                 },
                 PeerSnapshot {
                     public_key: "gN65BkIKy1eCE9pP1wdc8ROUtkHLF2PfAqYdyYBz6EA=".into(),
@@ -268,6 +292,7 @@ mod tests {
                     persistent_keepalive_secs: None,
                     cipher: "chacha20poly1305".into(),
                     preshared_key: false,
+                    failover: None,
                 },
             ],
             workers: vec![

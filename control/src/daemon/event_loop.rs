@@ -198,6 +198,11 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         tracing::warn!(%error, "cannot learn local addresses: replies leave from the kernel's choice");
     }
     let mut locals = super::sticky_source::LocalAddresses::default();
+    let mut failovers = super::endpoints::Failovers::from_config(
+        &config,
+        tunnel.node(),
+        Time::from_duration(start.elapsed()),
+    );
     let mut preshared: HashSet<PublicKey> = config
         .peers
         .iter()
@@ -353,6 +358,7 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         if let Some(ha) = &mut ha {
             ha.tick(now, tunnel.node_mut());
         }
+        failovers.tick(now, tunnel.node_mut());
         while let Some(transmit) = tunnel.node_mut().poll_transmit() {
             let source = locals.for_remote(transmit.destination);
             let to = outgoing(v6, transmit.destination);
@@ -376,7 +382,10 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
                     ),
                     listen_port,
                     wall_clock_at_start,
-                    &|key| preshared.contains(key),
+                    &snapshot::PeerFacts {
+                        preshared: &|key| preshared.contains(key),
+                        failover: &|id| failovers.snapshot(id),
+                    },
                 )),
                 Request::Down => {
                     down_requested = true;

@@ -8,6 +8,7 @@
 
 pub mod background;
 mod data_plane;
+mod endpoints;
 mod event_loop;
 mod ha;
 mod ha_link;

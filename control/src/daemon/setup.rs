@@ -46,12 +46,33 @@ pub fn tunnel_from_config(
     }
     let mut tunnel = Tunnel::new(Node::new(node_config, OsRng));
     for peer in &config.peers {
+        // With an endpoint list, the first that resolves (the failover walks on from it).
         let endpoint = match &peer.endpoint {
             None => None,
-            Some(endpoint) => Some(resolve(endpoint).map_err(|reason| DaemonError::Endpoint {
-                peer: peer.public_key.to_base64(),
-                reason,
-            })?),
+            Some(first) => {
+                let mut failure = None;
+                let mut found = None;
+                for candidate in std::iter::once(first).chain(&peer.more_endpoints) {
+                    match resolve(candidate) {
+                        Ok(address) => {
+                            found = Some(address);
+                            break;
+                        }
+                        Err(reason) => {
+                            failure.get_or_insert(reason);
+                        }
+                    }
+                }
+                match found {
+                    Some(address) => Some(address),
+                    None => {
+                        return Err(DaemonError::Endpoint {
+                            peer: peer.public_key.to_base64(),
+                            reason: failure.unwrap_or_default(),
+                        });
+                    }
+                }
+            }
         };
         let node_peer = PeerConfig {
             public_key: peer.public_key,

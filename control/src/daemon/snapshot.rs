@@ -20,6 +20,14 @@ pub struct LoopCounters {
     pub drops: HashMap<TunnelDrop, u64>,
 }
 
+/// What the event loop knows of each peer beyond the node's state.
+pub struct PeerFacts<'a> {
+    /// Whether the peer has a preshared key.
+    pub preshared: &'a dyn Fn(&crate::keys::PublicKey) -> bool,
+    /// The peer's endpoint list, if it has one.
+    pub failover: &'a dyn Fn(crate::node::PeerId) -> Option<crate::ctl::model::EndpointsSnapshot>,
+}
+
 /// Builds the snapshot. `wall_clock_at_start` maps the loop's monotonic times to Unix time.
 pub fn build<R: CryptoRngCore>(
     name: &str,
@@ -28,8 +36,12 @@ pub fn build<R: CryptoRngCore>(
     workers: Vec<WorkerSnapshot>,
     listen_port: Option<u16>,
     wall_clock_at_start: Duration,
-    preshared: &dyn Fn(&crate::keys::PublicKey) -> bool,
+    facts: &PeerFacts<'_>,
 ) -> InterfaceSnapshot {
+    let PeerFacts {
+        preshared,
+        failover,
+    } = facts;
     let peers = tunnel
         .node()
         .peers()
@@ -50,6 +62,7 @@ pub fn build<R: CryptoRngCore>(
                     .map(|d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX)),
                 cipher: peer.suite().config_name().to_owned(),
                 preshared_key: preshared(peer.public_key()),
+                failover: failover(id),
             }
         })
         .collect();

@@ -12,8 +12,8 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -390,6 +390,117 @@ pub fn enable_forwarding(host: &Host) {
             std::fs::write(path, "1").unwrap_or_else(|e| panic!("write {path}: {e}"));
         }
     });
+}
+
+// --- HA -----------------------------------------------------------------------------------
+
+/// `warpline ha status --json` of a gateway.
+pub fn ha_status(gateway: &Warpline) -> serde_json::Value {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_warpline"))
+        .args(["ha", "status", &gateway.name, "--json", "--control-socket"])
+        .arg(&gateway.socket)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "warpline ha status: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Polls `done` every 20 ms; fails the test naming `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A sequence-numbered UDP stream (500 datagrams/s) from `local` in a host to an echo at
+/// `target`, recording when each echo came back: failover gaps are measured on it.
+pub struct Probe {
+    stop: Arc<AtomicBool>,
+    arrivals: Arc<Mutex<Vec<Instant>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Probe {
+    pub fn start(client: &Host, local: IpAddr, target: SocketAddr) -> Self {
+        let socket = client.run(|| UdpSocket::bind((local, 0)).unwrap());
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let sender = {
+            let (socket, stop) = (socket.try_clone().unwrap(), stop.clone());
+            std::thread::spawn(move || {
+                let mut sequence = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = socket.send_to(&sequence.to_be_bytes(), target);
+                    sequence += 1;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        let receiver = {
+            let (stop, arrivals) = (stop.clone(), arrivals.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((8, _)) = socket.recv_from(&mut buf) {
+                        arrivals.lock().unwrap().push(Instant::now());
+                    }
+                }
+            })
+        };
+        Self {
+            stop,
+            arrivals,
+            threads: vec![sender, receiver],
+        }
+    }
+
+    pub fn echoes_since(&self, since: Instant) -> usize {
+        self.arrivals
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| **t > since)
+            .count()
+    }
+
+    /// Waits until echoes flow after `since`; panics after `timeout`.
+    pub fn wait_resumed(&self, since: Instant, timeout: Duration) {
+        wait_for("echoes to resume", timeout, || {
+            self.echoes_since(since) >= 5
+        });
+    }
+
+    /// The longest silence between echoes from `from` (minus a little) to now.
+    pub fn largest_gap(&self, from: Instant) -> Duration {
+        let arrivals = self.arrivals.lock().unwrap();
+        let mut previous = None;
+        let mut largest = Duration::ZERO;
+        for &t in arrivals.iter().filter(|t| **t >= from) {
+            if let Some(p) = previous {
+                largest = largest.max(t - p);
+            }
+            previous = Some(t);
+        }
+        largest
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
 }
 
 // --- netlink helpers ----------------------------------------------------------------------
