@@ -29,6 +29,10 @@ suites:
               4 s and roaming: gateway memory, fds, drops, handshakes and echo loss over time
   list        this list
 
+  failover    (root; `cargo xtask bench failover [--failovers N]`, not this binary) HA gap
+              distribution, warpline's synced pair vs no sync, with the real keepalived: it
+              runs the HA lab of control/tests/ha_gateway_pair.rs
+
 options:
   --quick            shorter runs, for smoke tests
   --out DIR          write <suite>.json and <suite>.svg to DIR (default: target/bench)

@@ -334,7 +334,15 @@ fn start_dnsmasq(host: &Host, dir: &TempDir) -> Proc {
         ))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    Proc::spawn(command, "dnsmasq")
+    let dns = Proc::spawn(command, "dnsmasq");
+    // Ready once its socket is bound (the namespace's /proc view of this thread).
+    wait_for("dnsmasq to listen", Duration::from_secs(5), || {
+        host.run(|| {
+            std::fs::read_to_string("/proc/thread-self/net/udp")
+                .is_ok_and(|table| table.contains(":0035 "))
+        })
+    });
+    dns
 }
 
 #[test]

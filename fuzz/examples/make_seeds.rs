@@ -680,6 +680,7 @@ fn ha_sync_seeds() -> Seeds {
         SyncMessage::Record(Zeroizing::new(record.clone())),
         SyncMessage::SnapshotEnd,
         SyncMessage::Heartbeat { sequence: 42 },
+        SyncMessage::Retire { local_index: 7 },
     ];
     let mut seeds: Seeds = vec![
         ("record", ha_sync::encode_record(&record)),
@@ -705,12 +706,59 @@ fn ha_sync_seeds() -> Seeds {
         "message-record",
         "snapshot-end",
         "heartbeat",
+        "retire",
     ]
     .into_iter()
     .zip(&messages)
     {
         seeds.push((name, ha_sync::encode_message(&message.encode())));
     }
+    // The cluster: a partner's snapshot, its checkpoint, then a takeover; and the
+    // active-active paths (a packet arrives for the partner's session, the partner dies).
+    let (hello, begin, one, end, retire) = (
+        messages[0].encode(),
+        SyncMessage::SnapshotBegin { count: 1 }.encode(),
+        messages[2].encode(),
+        messages[3].encode(),
+        messages[5].encode(),
+    );
+    let aes = SyncMessage::Record(Zeroizing::new(aes_record.clone())).encode();
+    use ha_sync::ClusterStep::{Arrived, Demote, Lost, Message, Promote, Publish, Wait};
+    seeds.push((
+        "cluster-promote",
+        ha_sync::encode_cluster(
+            false,
+            &[
+                Message(0, &hello),
+                Message(0, &begin),
+                Message(0, &one),
+                Message(0, &end),
+                Message(1, &aes),
+                Wait(150),
+                Promote,
+                Publish,
+                Wait(3_000),
+                Demote,
+                Publish,
+            ],
+        ),
+    ));
+    seeds.push((
+        "cluster-active-active",
+        ha_sync::encode_cluster(
+            true,
+            &[
+                Message(0, &one),
+                Message(1, &aes),
+                Arrived(0x0500_0005),
+                Lost(1),
+                Message(0, &retire),
+                Publish,
+                Wait(200),
+                Publish,
+            ],
+        ),
+    ));
     seeds
 }
 

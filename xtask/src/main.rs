@@ -44,7 +44,7 @@ usage: cargo xtask <task>
   demo            install what is needed, build, and run the warpline demo
   test            install what is needed, then fmt check, clippy -D warnings, all tests,
                   and every fuzz target for 10 s
-  bench <suite>   run a benchmark suite (crypto, handshake, pipeline, scale, soak); `bench list`
+  bench <suite>   run a benchmark suite (crypto, handshake, pipeline, scale, soak, failover); `bench list`
                   lists them and their options
   fuzz [--short | --minutes N] [TARGET...]
                   build the fuzz targets (fuzz/) and run them: --short is 10 s each,
@@ -169,7 +169,46 @@ fn demo(args: &[String]) -> Result<(), String> {
     run("cargo", &cargo_args)
 }
 
+/// `bench failover [--failovers N]`: the HA lab's gap distribution. It needs the lab of
+/// `control/tests/ha_gateway_pair.rs` (keepalived, boringtun-cli, bridges), so it runs as
+/// that test file's ignored benchmark, optimised.
+fn bench_failover(args: &[String]) -> Result<(), String> {
+    let failovers = match args {
+        [] => "20".to_owned(),
+        [flag, n] if flag == "--failovers" && n.parse::<usize>().is_ok_and(|n| n > 0) => n.clone(),
+        _ => return Err("usage: cargo xtask bench failover [--failovers N]".into()),
+    };
+    deps::ensure_all()?;
+    println!("xtask: {failovers} failovers per mode (synced pair, then no sync)");
+    let status = Command::new("cargo")
+        .args([
+            "test",
+            "--profile",
+            "bench",
+            "--package",
+            "warpline-control",
+            "--test",
+            "ha_gateway_pair",
+            "--",
+            "--ignored",
+            "--exact",
+            "failover_gap_distribution",
+            "--nocapture",
+        ])
+        .env("WARPLINE_FAILOVERS", &failovers)
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("bench failover failed ({status})"))
+    }
+}
+
 fn bench(args: &[String]) -> Result<(), String> {
+    if args.first().map(String::as_str) == Some("failover") {
+        return bench_failover(&args[1..]);
+    }
     if args.first().map(String::as_str) == Some("soak") {
         // The soak suite runs the real gateway: the binary beside warpline-bench.
         run(

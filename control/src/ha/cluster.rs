@@ -742,6 +742,41 @@ mod tests {
     }
 
     #[test]
+    fn a_session_survives_takeovers_back_and_forth() {
+        let mut pair = Pair::new(HaMode::Keepalived);
+        pair.clusters[0].promote(pair.now, &mut pair.gateways[0]);
+        pair.clusters[1].start(&mut pair.gateways[1]);
+        assert_eq!(pair.client_sends(1, 0).len(), 1);
+        let mut active = 0;
+        for round in 0..6u8 {
+            let standby = 1 - active;
+            pair.sync(active, standby, false);
+            pair.now += Duration::from_millis(150);
+            pair.sync(active, standby, false);
+            pair.clusters[active].demote(&mut pair.gateways[active]);
+            assert_eq!(
+                pair.clusters[standby].promote(pair.now, &mut pair.gateways[standby]),
+                1,
+                "round {round}"
+            );
+            active = standby;
+            for tag in 0..3 {
+                assert_eq!(
+                    pair.client_sends(10 + round * 3 + tag, active),
+                    vec![packet(10 + round * 3 + tag)],
+                    "round {round}: the client's packet was refused"
+                );
+                let (_, accepted) = pair
+                    .gateway_sends(active, tag)
+                    .expect("a session to send with");
+                assert!(accepted, "round {round}: the client refused the new epoch");
+            }
+            // The new owner's background rekey must not be needed, but may run.
+            pair.now += Duration::from_millis(500);
+        }
+    }
+
+    #[test]
     fn a_responder_session_confirmed_after_the_last_sync_is_resent_at_once() {
         let mut pair = Pair::new(HaMode::Keepalived);
         pair.clusters[0].promote(pair.now, &mut pair.gateways[0]);

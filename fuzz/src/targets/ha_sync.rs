@@ -17,12 +17,20 @@
 //! - **channel**: [`SyncChannel::accept`] and [`SyncChannel::connect`] over a stream of
 //!   hostile bytes. Nobody without the key can complete the handshake, so both must fail
 //!   cleanly (never panic, never hang on a finite stream).
+//! - **cluster**: a sequence of steps drives a [`Cluster`] and its node: messages from two
+//!   partners (whatever decodes), time passing, promote, demote, a partner lost, a packet
+//!   for an index arriving, publishing. Nothing panics; a promotion leaves no record held
+//!   and sends every session from an epoch above all it had seen; what the node publishes
+//!   decodes again; a demoted node owns nothing.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use warpline_control::ha::{CounterEpoch, SessionRecord, SessionSlot, SyncChannel, SyncMessage};
+use warpline_control::config::HaMode;
+use warpline_control::ha::{
+    Cluster, CounterEpoch, SessionRecord, SessionSlot, SyncChannel, SyncMessage,
+};
 use warpline_control::keys::{PrivateKey, PublicKey};
 use warpline_control::node::{DropReason, ImportError, Node, NodeConfig, PeerConfig, Received};
 use warpline_dataplane::aead::PacketKey;
@@ -64,6 +72,43 @@ pub fn encode_import(epoch: u32, now_secs: u16, counters: [u64; 2], record: &[u8
         .finish()
 }
 
+/// One step of the cluster mode.
+#[derive(Debug)]
+pub enum ClusterStep<'a> {
+    /// A message (its plaintext encoding) from partner 0 or 1.
+    Message(u8, &'a [u8]),
+    /// Time passes by this many milliseconds.
+    Wait(u16),
+    /// `warpline ha promote`.
+    Promote,
+    /// `warpline ha demote`.
+    Demote,
+    /// The partner's connection is lost.
+    Lost(u8),
+    /// A transport packet for this receiver index arrives.
+    Arrived(u32),
+    /// The node publishes its changes.
+    Publish,
+}
+
+/// Encodes a seed for the cluster mode: active-active when `active_active`, then the steps.
+pub fn encode_cluster(active_active: bool, steps: &[ClusterStep<'_>]) -> Vec<u8> {
+    let mut writer = Writer::new();
+    writer.u8(4).u8(u8::from(active_active));
+    for step in steps {
+        match step {
+            ClusterStep::Message(partner, bytes) => writer.u8(0).u8(*partner).chunk(bytes),
+            ClusterStep::Wait(ms) => writer.u8(1).u16(*ms),
+            ClusterStep::Promote => writer.u8(2),
+            ClusterStep::Demote => writer.u8(3),
+            ClusterStep::Lost(partner) => writer.u8(4).u8(*partner),
+            ClusterStep::Arrived(index) => writer.u8(5).u32(*index),
+            ClusterStep::Publish => writer.u8(6),
+        };
+    }
+    writer.finish()
+}
+
 /// The public key of one of the standby's peers.
 pub fn peer_public_key(index: usize) -> PublicKey {
     PrivateKey::from_bytes(PEER_KEYS[index]).public_key()
@@ -72,11 +117,94 @@ pub fn peer_public_key(index: usize) -> PublicKey {
 /// One input: see the module docs.
 pub fn run(data: &[u8]) {
     let mut input = Reader::new(data);
-    match input.u8() % 4 {
+    match input.u8() % 5 {
         0 => check_message(input.rest()),
         1 => check_record(input.rest()),
         2 => check_import(&mut input),
-        _ => check_channel(input.rest()),
+        3 => check_channel(input.rest()),
+        _ => check_cluster(&mut input),
+    }
+}
+
+fn standby_node() -> Node<SeededRng> {
+    let mut node = Node::new(
+        NodeConfig::new(
+            PrivateKey::from_bytes(GATEWAY_KEY),
+            Duration::from_secs(1_700_000_000),
+        ),
+        SeededRng::new(7),
+    );
+    for index in 0..PEER_KEYS.len() {
+        let mut peer = PeerConfig::new(peer_public_key(index));
+        peer.endpoint = Some(PEER_ADDRESS.parse().expect("valid"));
+        node.add_peer(peer).expect("distinct keys");
+    }
+    node
+}
+
+fn check_cluster(input: &mut Reader<'_>) {
+    let mode = if input.u8() & 1 == 1 {
+        HaMode::ActiveActive
+    } else {
+        HaMode::Keepalived
+    };
+    let mut node = standby_node();
+    let mut cluster = Cluster::new(3, mode, Duration::from_millis(100));
+    cluster.start(&mut node);
+    let mut now = Time::ZERO;
+    for _ in 0..64 {
+        if input.is_empty() {
+            break;
+        }
+        match input.u8() % 7 {
+            0 => {
+                let partner = usize::from(input.u8() % 2);
+                if let Ok(message) = SyncMessage::decode(input.chunk()) {
+                    let _ = cluster.receive(now, partner, message, &mut node);
+                }
+            }
+            1 => now += Duration::from_millis(u64::from(input.u16())),
+            2 => {
+                let seen_before: Vec<CounterEpoch> = node
+                    .epochs_in_use()
+                    .chain([cluster.highest_epoch()])
+                    .collect();
+                let taken = cluster.promote(now, &mut node);
+                assert_eq!(cluster.records_held(), 0, "a promotion left records behind");
+                if taken > 0 {
+                    let epoch = cluster.highest_epoch();
+                    assert!(
+                        seen_before.iter().all(|seen| *seen < epoch),
+                        "takeover epoch {epoch:?} not above {seen_before:?}"
+                    );
+                    assert_eq!(epoch.get() % 16, 3, "epoch not tagged with the node id");
+                }
+            }
+            3 => {
+                cluster.demote(&mut node);
+                assert!(
+                    node.export_session_records(now).is_empty(),
+                    "a demoted node owns sessions"
+                );
+            }
+            4 => {
+                let partner = usize::from(input.u8() % 2);
+                cluster.partner_lost(now, partner, &mut node);
+            }
+            5 => {
+                let index = input.u32();
+                if !node.has_session_index(index) {
+                    cluster.transport_arrived(now, index, &mut node);
+                }
+            }
+            _ => {
+                for message in cluster.changes_to_publish(now, &node) {
+                    let bytes = message.encode();
+                    SyncMessage::decode(&bytes).expect("a published message decodes");
+                }
+            }
+        }
+        cluster.poll(now, &mut node);
     }
 }
 
@@ -112,18 +240,7 @@ fn check_import(input: &mut Reader<'_>) {
     let Ok(record) = SessionRecord::decode(input.rest()) else {
         return;
     };
-    let mut standby = Node::new(
-        NodeConfig::new(
-            PrivateKey::from_bytes(GATEWAY_KEY),
-            Duration::from_secs(1_700_000_000),
-        ),
-        SeededRng::new(7),
-    );
-    for index in 0..PEER_KEYS.len() {
-        let mut peer = PeerConfig::new(peer_public_key(index));
-        peer.endpoint = Some(PEER_ADDRESS.parse().expect("valid"));
-        standby.add_peer(peer).expect("distinct keys");
-    }
+    let mut standby = standby_node();
 
     let known_peer = standby.peer_by_key(&record.peer);
     let first_counter = epoch.first_counter();
