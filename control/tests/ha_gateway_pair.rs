@@ -17,7 +17,8 @@
 //!    when traffic resumed, and the TCP flow must survive. Then the dead node restarts: it
 //!    resyncs as standby, keepalived fails back to it (preemption) without a handshake, and
 //!    exactly one node owns the session afterwards. Then the active node's WAN link is cut:
-//!    keepalived's interface tracking moves the VIPs.
+//!    keepalived's interface tracking moves the VIPs. Then only the active node's warpline
+//!    dies: keepalived's check script (`warpline ha status`) moves the VIPs.
 //! 2. Split brain: the sync link fails and both nodes are active at once, both sending to
 //!    the client on the same session keys: a capture on the client's link shows no
 //!    (receiver index, counter) pair twice, and the client follows the newer epoch.
@@ -277,6 +278,17 @@ fn delete_vips(lab: &Lab, node: usize) {
 
 #[test]
 fn active_passive_pair_fails_over_and_back_without_handshakes() {
+    active_passive_pair(false);
+}
+
+/// The same with the AF_XDP data plane on the WAN NICs: workers reply from the VIP the
+/// client sent to, and the takeover republishes the workers' session table.
+#[test]
+fn active_passive_xdp_pair_fails_over_and_back_without_handshakes() {
+    active_passive_pair(true);
+}
+
+fn active_passive_pair(xdp: bool) {
     if let Err(reason) = require_root() {
         println!("skipping: {reason}");
         return;
@@ -287,6 +299,18 @@ fn active_passive_pair_fails_over_and_back_without_handshakes() {
     let secure = SecureDir::new();
     let (gateway_key, client_key) = (PrivateKey::generate(), PrivateKey::generate());
     let _echo = UdpEcho::start(&lab.server, SocketAddr::new(ip(SERVER), ECHO_PORT));
+    let gateway_config = |node: usize, key: &PrivateKey, client: &PrivateKey| {
+        let text = gateway_config(node, key, client);
+        if xdp {
+            text.replacen(
+                "[Interface]\n",
+                &format!("[Interface]\nAttach = {}\n", lab.wan[node].name),
+                1,
+            )
+        } else {
+            text
+        }
+    };
 
     let mut a = warpline_up(
         &lab.gateways[0],
@@ -435,6 +459,33 @@ fn active_passive_pair_fails_over_and_back_without_handshakes() {
     wait_for("A to step down", Duration::from_secs(5), || {
         role(&a) == "standby"
     });
+
+    // 4. The link comes back (A preempts again), then only A's warpline dies: keepalived's
+    // check script notices within a second and hands the VIPs to B.
+    wait_for("A to resync B's sessions", Duration::from_secs(5), || {
+        ha_status(&a)["records_held"].as_u64() >= Some(1)
+    });
+    lab.switch
+        .set_link(&lab.gateways[0], &lab.wan[0].name, true);
+    wait_for("A to take over again", Duration::from_secs(10), || {
+        role(&a) == "active"
+    });
+    wait_for("B to resync A's sessions", Duration::from_secs(5), || {
+        ha_status(&b)["records_held"].as_u64() >= Some(1)
+    });
+    let mut a = a;
+    let died = Instant::now();
+    let _ = a.proc.child.kill();
+    let _ = a.proc.child.wait();
+    wait_for(
+        "B to take over from a dead daemon",
+        Duration::from_secs(10),
+        || role(&b) == "active",
+    );
+    probe.wait_resumed(died + Duration::from_millis(50), Duration::from_secs(10));
+    let gap = probe.largest_gap(died - Duration::from_millis(100));
+    println!("failover (warpline killed, keepalived alive): gap {gap:?}");
+    assert!(gap <= MAX_GAP, "daemon-death gap {gap:?} > {MAX_GAP:?}");
 }
 
 /// WireGuard transport packets sent to the client, as (receiver index, counter), captured

@@ -12,7 +12,7 @@ use warpline_dataplane::pipeline::{
     encap_batch,
 };
 use warpline_dataplane::replay::REJECT_AFTER_MESSAGES;
-use warpline_dataplane::sessions::{Endpoint, PeerId};
+use warpline_dataplane::sessions::{Endpoint, PeerId, Snapshot};
 use warpline_dataplane::time::Time;
 
 const NOW: Time = Time::from_secs(110);
@@ -77,6 +77,7 @@ fn roaming_is_reported_once_per_peer_per_batch() {
     b.peer_mut(PeerId(0)).endpoint = Some(Endpoint {
         addr: "198.51.100.1:9".parse().unwrap(),
         mac: MAC_A,
+        local: None,
     });
     let inners: Vec<Vec<u8>> = (0..5)
         .map(|_| inner_packet(inner_a(false), inner_b(false), 60, 0))
@@ -103,6 +104,60 @@ fn roaming_is_reported_once_per_peer_per_batch() {
     assert_eq!(seen[0].endpoint().mac, MAC_A);
     events.clear();
     assert_eq!(events.endpoints().count(), 0);
+}
+
+#[test]
+fn replies_leave_from_the_address_the_peer_sent_to_and_unknown_indices_are_reported() {
+    // A virtual IP: side A answers from it instead of its NIC's address.
+    let vip: std::net::IpAddr = "198.51.100.100".parse().unwrap();
+    let mut a = side_a(false, 0);
+    a.peer_mut(PeerId(0)).endpoint = Some(Endpoint {
+        addr: addr_b(false),
+        mac: MAC_B,
+        local: Some(vip),
+    });
+    let inners = vec![inner_packet(inner_a(false), inner_b(false), 60, 0)];
+    let (mut counters, mut events) = (DropCounters::default(), Events::new());
+    let (bufs, verdicts) = encap(NOW, &a, &l2_a(None), &inners, &mut counters, &mut events);
+    let frame = outer_frame(&bufs[0], verdicts[0]);
+    assert_eq!(
+        &frame[14 + 12..14 + 16],
+        &[198, 51, 100, 100],
+        "outer source is not the VIP"
+    );
+
+    // B learns which of its addresses A sent to.
+    let mut b = side_b(false);
+    b.peer_mut(PeerId(0)).endpoint.as_mut().unwrap().local = None;
+    let (_, verdicts) = decap(
+        NOW,
+        &b,
+        std::slice::from_ref(&frame),
+        &mut counters,
+        &mut events,
+    );
+    assert!(matches!(verdicts[0], Verdict::ToInner { .. }));
+    let seen: Vec<_> = events.endpoints().collect();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].local, addr_b(false).ip());
+    assert_eq!(seen[0].endpoint().local, Some(addr_b(false).ip()));
+
+    // A session B does not have: refused, and its index reported once per batch.
+    events.clear();
+    let stranger = Snapshot::new();
+    let (_, verdicts) = decap(
+        NOW,
+        &stranger,
+        &[frame.clone(), frame],
+        &mut counters,
+        &mut events,
+    );
+    assert!(
+        verdicts
+            .iter()
+            .all(|v| *v == Verdict::Drop(DropReason::UnknownIndex))
+    );
+    assert_eq!(events.unknown_indices(), &[INDEX_B]);
 }
 
 #[test]
@@ -220,6 +275,7 @@ fn every_drop_reason_is_triggered_and_counted() {
     a.peer_mut(PeerId(3)).endpoint = Some(Endpoint {
         addr: addr_b(true),
         mac: MAC_B,
+        local: None,
     });
     a.routes_mut().insert(prefix("10.5.0.0/16"), PeerId(3));
 

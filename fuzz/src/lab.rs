@@ -76,6 +76,7 @@ pub const SESSIONS: [LabSession; 2] = [
 pub const PEER0_ENDPOINT: Endpoint = Endpoint {
     addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 7), 51820)),
     mac: [0x02, 0, 0, 0, 0, 0x07],
+    local: None,
 };
 
 /// A receiving snapshot with both sessions, their allowed IPs, and peer 0's endpoint.

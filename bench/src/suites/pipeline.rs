@@ -90,6 +90,7 @@ fn snapshots() -> (Snapshot, Snapshot, L2Info) {
     a.peer_mut(PeerId(0)).endpoint = Some(Endpoint {
         addr: "192.0.2.11:51820".parse().expect("address"),
         mac: [2, 0, 0, 0, 0, 0xb],
+        local: None,
     });
     a.routes_mut()
         .insert("10.2.0.0/16".parse().expect("prefix"), PeerId(0));
@@ -98,6 +99,7 @@ fn snapshots() -> (Snapshot, Snapshot, L2Info) {
     b.peer_mut(PeerId(0)).endpoint = Some(Endpoint {
         addr: "192.0.2.10:51820".parse().expect("address"),
         mac: [2, 0, 0, 0, 0, 0xa],
+        local: None,
     });
     b.routes_mut()
         .insert("10.1.0.0/16".parse().expect("prefix"), PeerId(0));

@@ -356,6 +356,7 @@ impl Side {
         snapshot.peer_mut(PeerId(k)).endpoint = Some(Endpoint {
             addr: (self.far_end.0, PORT).into(),
             mac: self.far_end.1,
+            local: None,
         });
         snapshot
             .routes_mut()

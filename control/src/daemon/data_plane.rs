@@ -44,6 +44,9 @@ const BUSY_POLL_USECS: u32 = 20;
 const BUSY_POLL_BUDGET: u32 = 64;
 /// Bound of the workers' event queue.
 const EVENT_QUEUE: usize = 4096;
+/// Unknown receiver indices kept between two ticks (a flood of garbage indices is bounded
+/// here; a real partner's session shows up again with its next packet).
+const MAX_UNKNOWN_INDICES: usize = 256;
 /// How often unresolved endpoint MACs are looked up again.
 const RESOLVE_RETRY: Duration = Duration::from_millis(500);
 
@@ -79,6 +82,11 @@ pub struct DataPlane {
     learned: HashMap<sessions::PeerId, Endpoint>,
     netlink: Netlink,
     unresolved_since: Option<Instant>,
+    /// Receiver indices the workers did not know since the last take (HA takeover).
+    unknown_indices: Vec<u32>,
+    /// Our address each remote endpoint sent to, as the workers saw it (bounded like
+    /// `learned`: one entry per peer's latest endpoint).
+    learned_locals: HashMap<SocketAddr, IpAddr>,
 }
 
 impl std::fmt::Debug for DataPlane {
@@ -245,6 +253,7 @@ impl DataPlane {
                         busy_poll_rounds: spin_rounds,
                         origin,
                         panic_after_frames: test_panic_after_frames(),
+                        report_unknown_indices: config.interface.ha.is_some(),
                     },
                 });
             }
@@ -297,6 +306,8 @@ impl DataPlane {
             learned: HashMap::new(),
             netlink,
             unresolved_since: None,
+            unknown_indices: Vec::new(),
+            learned_locals: HashMap::new(),
         })
     }
 
@@ -340,6 +351,18 @@ impl DataPlane {
         layout.worker_count()
     }
 
+    /// Our address that `remote` last sent an authenticated packet to, as the workers saw it:
+    /// the kernel socket's handshakes and keepalives leave from it too (a VIP), or the peer
+    /// would roam to this node's own address.
+    pub fn local_address_for(&self, remote: SocketAddr) -> Option<IpAddr> {
+        self.learned_locals.get(&remote).copied()
+    }
+
+    /// The receiver indices workers saw without a session since the last call.
+    pub fn take_unknown_indices(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.unknown_indices)
+    }
+
     /// Runs the control plane's side: worker events, traffic-driven timers, table updates.
     pub fn tick<R: CryptoRngCore>(&mut self, now: Time, tunnel: &mut Tunnel<R>) {
         let mut endpoints_moved = false;
@@ -348,7 +371,10 @@ impl DataPlane {
             match event {
                 WorkerEvent::EndpointSeen(seen) => {
                     if let Some(id) = node.peer_from_data_plane(seen.peer) {
-                        self.learned.insert(seen.peer, seen.endpoint());
+                        if let Some(old) = self.learned.insert(seen.peer, seen.endpoint()) {
+                            self.learned_locals.remove(&old.addr);
+                        }
+                        self.learned_locals.insert(seen.addr, seen.local);
                         node.data_plane_endpoint_seen(id, seen.addr);
                         endpoints_moved = true;
                     }
@@ -356,6 +382,13 @@ impl DataPlane {
                 WorkerEvent::HandshakeNeeded(peer, _) => {
                     if let Some(id) = node.peer_from_data_plane(peer) {
                         node.initiate(now, id);
+                    }
+                }
+                WorkerEvent::UnknownIndex(index) => {
+                    if self.unknown_indices.len() < MAX_UNKNOWN_INDICES
+                        && !self.unknown_indices.contains(&index)
+                    {
+                        self.unknown_indices.push(index);
                     }
                 }
             }
@@ -409,7 +442,11 @@ impl DataPlane {
             .netlink
             .neighbour(route.if_index, route.next_hop(addr.ip()))
             .ok()??;
-        Some(Endpoint { addr, mac })
+        Some(Endpoint {
+            addr,
+            mac,
+            local: None,
+        })
     }
 
     /// The workers' counters, for `show` and metrics.

@@ -351,6 +351,11 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
                 });
             }
             data_plane.tick(now, &mut tunnel);
+            if let Some(ha) = &mut ha {
+                for index in data_plane.take_unknown_indices() {
+                    ha.index_arrived(now, index, tunnel.node_mut());
+                }
+            }
         }
         if tunnel.node().poll_timeout().is_some_and(|t| t <= now) {
             tunnel.node_mut().handle_timeout(now);
@@ -360,7 +365,11 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         }
         failovers.tick(now, tunnel.node_mut());
         while let Some(transmit) = tunnel.node_mut().poll_transmit() {
-            let source = locals.for_remote(transmit.destination);
+            let source = locals.for_remote(transmit.destination).or_else(|| {
+                data_plane
+                    .as_ref()
+                    .and_then(|d| d.local_address_for(transmit.destination))
+            });
             let to = outgoing(v6, transmit.destination);
             if super::sticky_source::send(&udp, &transmit.payload, to, source).is_ok() {
                 counters.tx_packets += 1;

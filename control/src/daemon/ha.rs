@@ -104,6 +104,11 @@ impl Ha {
             return;
         }
         let index = u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]);
+        self.index_arrived(now, index, node);
+    }
+
+    /// A transport packet for `index` arrived (on the socket or a data-plane worker).
+    pub fn index_arrived<R: CryptoRngCore>(&mut self, now: Time, index: u32, node: &mut Node<R>) {
         if !node.has_session_index(index) && self.cluster.transport_arrived(now, index, node) {
             tracing::info!(index, "took a peer over: its traffic arrived here");
         }

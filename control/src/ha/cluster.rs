@@ -754,11 +754,8 @@ mod tests {
             pair.now += Duration::from_millis(150);
             pair.sync(active, standby, false);
             pair.clusters[active].demote(&mut pair.gateways[active]);
-            assert_eq!(
-                pair.clusters[standby].promote(pair.now, &mut pair.gateways[standby]),
-                1,
-                "round {round}"
-            );
+            let taken = pair.clusters[standby].promote(pair.now, &mut pair.gateways[standby]);
+            assert!((1..=3).contains(&taken), "round {round}: took {taken}");
             active = standby;
             for tag in 0..3 {
                 assert_eq!(
@@ -771,8 +768,24 @@ mod tests {
                     .expect("a session to send with");
                 assert!(accepted, "round {round}: the client refused the new epoch");
             }
-            // The new owner's background rekey must not be needed, but may run.
-            pair.now += Duration::from_millis(500);
+            // The new owner's background rekey runs: the next takeover carries two sessions.
+            pair.now += REKEY_AFTER_TAKEOVER;
+            let handshakes = pair.gateways[active]
+                .peers()
+                .next()
+                .unwrap()
+                .1
+                .stats()
+                .handshakes;
+            pair.clusters[active].poll(pair.now, &mut pair.gateways[active]);
+            pair.pump(active);
+            let peer = pair.gateways[active].peers().next().unwrap().1;
+            assert_eq!(
+                peer.stats().handshakes,
+                handshakes + 1,
+                "round {round}: no rekey"
+            );
+            assert_eq!(pair.client_sends(90, active), vec![packet(90)]);
         }
     }
 

@@ -51,6 +51,7 @@ struct Outer {
     message_len: usize,
     source: SocketAddr,
     source_mac: MacAddr,
+    destination: IpAddr,
 }
 
 enum Parsed {
@@ -62,7 +63,8 @@ fn parse_outer(packet: &[u8]) -> Result<Parsed, DropReason> {
     let eth = ethernet::Frame::new_checked(packet).map_err(|_| DropReason::Malformed)?;
     let l3_start = eth.header_len();
     let source_mac = eth.src_addr();
-    let (ip, udp_start, ip_end): (IpAddr, usize, usize) = match eth.ethertype() {
+    let (ip, destination, udp_start, ip_end): (IpAddr, IpAddr, usize, usize) = match eth.ethertype()
+    {
         EtherType::IPV4 => {
             let ip = ipv4::Packet::new_checked(eth.payload()).map_err(|_| DropReason::Malformed)?;
             if ip.protocol() != IpProtocol::UDP || ip.is_fragment() {
@@ -73,6 +75,7 @@ fn parse_outer(packet: &[u8]) -> Result<Parsed, DropReason> {
             }
             (
                 ip.src_addr().into(),
+                ip.dst_addr().into(),
                 l3_start + ip.header_len(),
                 l3_start + usize::from(ip.total_len()),
             )
@@ -85,6 +88,7 @@ fn parse_outer(packet: &[u8]) -> Result<Parsed, DropReason> {
             }
             (
                 ip.src_addr().into(),
+                ip.dst_addr().into(),
                 l3_start + ipv6::HEADER_LEN,
                 l3_start + ip.total_len(),
             )
@@ -103,6 +107,7 @@ fn parse_outer(packet: &[u8]) -> Result<Parsed, DropReason> {
             message_len: message.len(),
             source: SocketAddr::new(ip, datagram.src_port()),
             source_mac,
+            destination,
         })),
         Ok(_) => Ok(Parsed::Control),
         Err(_) => Err(DropReason::Malformed),
@@ -140,7 +145,10 @@ fn decap_one<'s>(
     let session: &SharedSession = match cache.session {
         Some((cached, session)) if cached == index => session,
         _ => {
-            let session = snapshot.session(index).ok_or(DropReason::UnknownIndex)?;
+            let Some(session) = snapshot.session(index) else {
+                events.unknown_index(index);
+                return Err(DropReason::UnknownIndex);
+            };
             cache.session = Some((index, session));
             session
         }
@@ -200,12 +208,15 @@ fn inner_source(plain: &[u8]) -> Result<(IpAddr, usize), DropReason> {
 #[inline]
 fn note_endpoint(snapshot: &Snapshot, peer: PeerId, outer: &Outer, events: &mut Events) {
     let known = snapshot.peer(peer).and_then(|p| p.endpoint);
-    let moved = known.is_none_or(|e| e.addr != outer.source || e.mac != outer.source_mac);
+    let moved = known.is_none_or(|e| {
+        e.addr != outer.source || e.mac != outer.source_mac || e.local != Some(outer.destination)
+    });
     if moved {
         events.endpoint_seen(EndpointSeen {
             peer,
             addr: outer.source,
             mac: outer.source_mac,
+            local: outer.destination,
         });
     }
 }

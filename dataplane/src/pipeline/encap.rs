@@ -110,13 +110,20 @@ fn encap_one(
     };
     // Resolve the outer family before taking a counter: a packet we cannot send must not
     // use one up.
-    let (ip_udp_len, local_v4, local_v6) = match endpoint.addr {
-        SocketAddr::V4(_) => (
+    // From the address the peer sends to (a VIP) when known, else the NIC's.
+    let (ip_udp_len, local_v4, local_v6) = match (endpoint.addr, endpoint.local) {
+        (SocketAddr::V4(_), Some(std::net::IpAddr::V4(local))) => {
+            (IPV4_UDP_HEADERS_LEN, local, std::net::Ipv6Addr::UNSPECIFIED)
+        }
+        (SocketAddr::V4(_), _) => (
             IPV4_UDP_HEADERS_LEN,
             l2.local_v4.ok_or(DropReason::NoLocalAddress)?,
             std::net::Ipv6Addr::UNSPECIFIED,
         ),
-        SocketAddr::V6(_) => (
+        (SocketAddr::V6(_), Some(std::net::IpAddr::V6(local))) => {
+            (IPV6_UDP_HEADERS_LEN, std::net::Ipv4Addr::UNSPECIFIED, local)
+        }
+        (SocketAddr::V6(_), _) => (
             IPV6_UDP_HEADERS_LEN,
             std::net::Ipv4Addr::UNSPECIFIED,
             l2.local_v6.ok_or(DropReason::NoLocalAddress)?,

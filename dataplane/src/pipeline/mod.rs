@@ -250,6 +250,8 @@ pub struct EndpointSeen {
     pub addr: SocketAddr,
     /// The source MAC of the frame (the next hop back towards it).
     pub mac: MacAddr,
+    /// The address it sent to (ours: the NIC's, or a virtual IP).
+    pub local: std::net::IpAddr,
 }
 
 impl EndpointSeen {
@@ -258,6 +260,7 @@ impl EndpointSeen {
         Endpoint {
             addr: self.addr,
             mac: self.mac,
+            local: Some(self.local),
         }
     }
 }
@@ -286,6 +289,8 @@ pub struct Events {
     endpoints_len: usize,
     handshakes: [Option<(PeerId, HandshakeReason)>; EVENTS_CAPACITY],
     handshakes_len: usize,
+    unknown: [u32; EVENTS_CAPACITY],
+    unknown_len: usize,
     /// Events lost because a list was full.
     pub overflowed: u64,
 }
@@ -297,6 +302,8 @@ impl Default for Events {
             endpoints_len: 0,
             handshakes: [None; EVENTS_CAPACITY],
             handshakes_len: 0,
+            unknown: [0; EVENTS_CAPACITY],
+            unknown_len: 0,
             overflowed: 0,
         }
     }
@@ -324,10 +331,29 @@ impl Events {
             .copied()
     }
 
-    /// Empties both lists (keeps `overflowed`).
+    /// Receiver indices of transport packets no session here has (an HA partner's
+    /// sessions arriving here), each once per batch.
+    pub fn unknown_indices(&self) -> &[u32] {
+        &self.unknown[..self.unknown_len]
+    }
+
+    /// Empties the lists (keeps `overflowed`).
     pub fn clear(&mut self) {
         self.endpoints_len = 0;
         self.handshakes_len = 0;
+        self.unknown_len = 0;
+    }
+
+    fn unknown_index(&mut self, index: u32) {
+        if self.unknown[..self.unknown_len].contains(&index) {
+            return;
+        }
+        if self.unknown_len < EVENTS_CAPACITY {
+            self.unknown[self.unknown_len] = index;
+            self.unknown_len += 1;
+        } else {
+            self.overflowed += 1;
+        }
     }
 
     fn endpoint_seen(&mut self, seen: EndpointSeen) {

@@ -77,6 +77,10 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     /// Destination MAC of frames sent to `addr`.
     pub mac: MacAddr,
+    /// Our address the peer sends to, when it is not the NIC's first one (a virtual IP that
+    /// moves between gateways): replies leave from it, or the peer would roam to a
+    /// node-specific address and lose the next failover. `None`: the NIC's address.
+    pub local: Option<std::net::IpAddr>,
 }
 
 /// One established keypair, shared by every worker. See the [module docs](self).

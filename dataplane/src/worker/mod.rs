@@ -51,6 +51,9 @@ pub enum WorkerEvent {
     EndpointSeen(EndpointSeen),
     /// Traffic for the peer needs a (new) handshake.
     HandshakeNeeded(PeerId, HandshakeReason),
+    /// A transport packet named a receiver index no session here has (with
+    /// [`WorkerConfig::report_unknown_indices`]): an HA partner's session may be arriving.
+    UnknownIndex(u32),
 }
 
 /// How a worker runs.
@@ -68,6 +71,9 @@ pub struct WorkerConfig {
     pub origin: Instant,
     /// Fault tests only: panic once this many frames were received.
     pub panic_after_frames: Option<u64>,
+    /// Report [`WorkerEvent::UnknownIndex`] (HA nodes take a partner's peer over when its
+    /// traffic arrives); off otherwise, so garbage indices cost the control plane nothing.
+    pub report_unknown_indices: bool,
 }
 
 /// Everything a worker owns.
@@ -335,6 +341,17 @@ impl Worker {
         }
         for (peer, reason) in events.handshakes() {
             send(peer, 1, WorkerEvent::HandshakeNeeded(peer, reason));
+        }
+        if self.config.report_unknown_indices {
+            for &index in events.unknown_indices() {
+                if self
+                    .events
+                    .try_send(WorkerEvent::UnknownIndex(index))
+                    .is_err()
+                {
+                    lost += 1;
+                }
+            }
         }
         events.clear();
         totals.extra[WorkerCounter::EventsLost as usize] +=

@@ -105,6 +105,7 @@ pub fn side_a(outer_v6: bool, first_counter: u64) -> Snapshot {
     snap.peer_mut(PeerId(0)).endpoint = Some(Endpoint {
         addr: addr_b(outer_v6),
         mac: MAC_B,
+        local: None,
     });
     snap.routes_mut()
         .insert("10.2.0.0/16".parse().unwrap(), PeerId(0));
@@ -119,6 +120,7 @@ pub fn side_b(outer_v6: bool) -> Snapshot {
     snap.peer_mut(PeerId(0)).endpoint = Some(Endpoint {
         addr: addr_a(outer_v6),
         mac: MAC_A,
+        local: Some(addr_b(outer_v6).ip()),
     });
     snap.routes_mut()
         .insert("10.1.0.0/16".parse().unwrap(), PeerId(0));

@@ -167,6 +167,7 @@ pub fn run(data: &[u8]) {
             SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 77), 40000))
         },
         mac: [0x02, 0, 0, 0, 0, 0x77],
+        local: None,
     };
     let has_local_address = flags & setup::NO_LOCAL_ADDRESS == 0;
     let l2 = L2Info {
