@@ -198,6 +198,11 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         tracing::warn!(%error, "cannot learn local addresses: replies leave from the kernel's choice");
     }
     let mut locals = super::sticky_source::LocalAddresses::default();
+    let when_gone = if ha.is_some() {
+        super::sticky_source::WhenGone::Drop
+    } else {
+        super::sticky_source::WhenGone::KernelChoice
+    };
     let mut failovers = super::endpoints::Failovers::from_config(
         &config,
         tunnel.node(),
@@ -322,6 +327,7 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
                             &sealed[..len],
                             outgoing(v6, to),
                             source,
+                            when_gone,
                         )
                         .is_ok()
                         {
@@ -371,7 +377,7 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
                     .and_then(|d| d.local_address_for(transmit.destination))
             });
             let to = outgoing(v6, transmit.destination);
-            if super::sticky_source::send(&udp, &transmit.payload, to, source).is_ok() {
+            if super::sticky_source::send(&udp, &transmit.payload, to, source, when_gone).is_ok() {
                 counters.tx_packets += 1;
             }
         }

@@ -225,13 +225,25 @@ pub fn recv(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr
     ))
 }
 
-/// Sends `payload` to `to` (already in the socket's family) from `local` when known; falls
-/// back to the kernel's choice of source when that address is not usable.
+/// What to do when the remembered source address is no longer ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenGone {
+    /// Send from the kernel's choice: our own address changed (a roaming client), and the
+    /// peer learns the new one from this packet.
+    KernelChoice,
+    /// Do not send: on an HA node a vanished address is a VIP that moved to the partner,
+    /// and a packet from this node's own address would pull the peer away from the VIP.
+    Drop,
+}
+
+/// Sends `payload` to `to` (already in the socket's family) from `local` when known; if that
+/// address is not usable, as `when_gone` says.
 pub fn send(
     socket: &UdpSocket,
     payload: &[u8],
     to: SocketAddr,
     local: Option<IpAddr>,
+    when_gone: WhenGone,
 ) -> io::Result<usize> {
     let mut control = [0u8; CONTROL_LEN];
     let Some(control_len) = local.and_then(|local| source_control(&mut control, to, local)) else {
@@ -253,10 +265,12 @@ pub fn send(
     // kernel only reads them.
     let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &header, 0) };
     if sent < 0 {
-        // The address went away (a VIP moved, or our own address changed: ENETUNREACH,
-        // EINVAL, EADDRNOTAVAIL): the kernel's own choice of source is the best left, and
-        // the next packet from the peer teaches the new one.
-        return socket.send_to(payload, to);
+        // The address went away (ENETUNREACH, EINVAL, EADDRNOTAVAIL).
+        let error = io::Error::last_os_error();
+        return match when_gone {
+            WhenGone::KernelChoice => socket.send_to(payload, to),
+            WhenGone::Drop => Err(error),
+        };
     }
     Ok(sent as usize)
 }
@@ -312,15 +326,12 @@ mod tests {
             };
             assert_eq!(&buf[..len], b"hello");
             assert_eq!(local, Some("127.0.0.7".parse().unwrap()), "{bind}");
-            send(&server, b"reply", from, local).unwrap();
-            // A source that is not ours falls back to the kernel's choice instead of failing.
-            send(
-                &server,
-                b"fallback",
-                from,
-                Some("10.9.9.9".parse().unwrap()),
-            )
-            .unwrap();
+            send(&server, b"reply", from, local, WhenGone::KernelChoice).unwrap();
+            // A source that is not ours: an HA node does not send at all...
+            let gone = Some("10.9.9.9".parse().unwrap());
+            assert!(send(&server, b"dropped", from, gone, WhenGone::Drop).is_err());
+            // ...anyone else falls back to the kernel's choice instead of failing.
+            send(&server, b"fallback", from, gone, WhenGone::KernelChoice).unwrap();
             client
                 .set_read_timeout(Some(std::time::Duration::from_secs(2)))
                 .unwrap();
