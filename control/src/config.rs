@@ -40,7 +40,8 @@ use zeroize::Zeroizing;
 pub use self::endpoint::Endpoint;
 pub use self::error::{ConfigError, ConfigErrorKind, Section, ShownName};
 pub use self::ha_keys::{
-    DEFAULT_CHECKPOINT, DEFAULT_FAILOVER_AFTER, EndpointPolicy, FailoverKeys, HaConfig, HaMode,
+    DEFAULT_CHECKPOINT, DEFAULT_FAILOVER_AFTER, DEFAULT_PRIORITY, EndpointPolicy, FailoverKeys,
+    HaConfig, HaMode, VirtualIp,
 };
 pub use self::layout_keys::{
     CoreList, Count, FrameSize, KeyConflict, LayoutKeys, MAX_COUNT, MAX_CPU, RingSize, ZeroCopy,

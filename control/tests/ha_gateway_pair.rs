@@ -710,29 +710,27 @@ fn failover_gap_distribution() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(20);
     let mut results = Vec::new();
-    for synced in [true, false] {
-        let (gaps, handshakes) = measure_failovers(synced, failovers);
-        results.push((synced, gaps, handshakes));
+    for mode in [
+        BenchMode::Keepalived,
+        BenchMode::Builtin,
+        BenchMode::Unsynced,
+    ] {
+        let (gaps, handshakes) = measure_failovers(mode, failovers);
+        results.push((mode, gaps, handshakes));
     }
     let percentile = |gaps: &[f64], p: f64| {
         let mut sorted = gaps.to_vec();
         sorted.sort_by(f64::total_cmp);
         sorted[((sorted.len() - 1) as f64 * p).round() as usize]
     };
-    println!(
-        "\nfailover gap over {failovers} failovers (WAN link of the active node cut, then restored):"
-    );
+    println!("\nfailover gap over {failovers} failovers (the active node cut off, then restored):");
     println!(
         "{:<38} {:>9} {:>9} {:>9} {:>11}",
         "mode", "p50 ms", "p99 ms", "max ms", "handshakes"
     );
     let mut rows = Vec::new();
-    for (synced, gaps, handshakes) in &results {
-        let mode = if *synced {
-            "warpline HA (keepalived, session sync)"
-        } else {
-            "no sync (WireGuard-style, keepalived)"
-        };
+    for (bench_mode, gaps, handshakes) in &results {
+        let mode = bench_mode.name();
         let (p50, p99, max) = (
             percentile(gaps, 0.5),
             percentile(gaps, 0.99),
@@ -740,17 +738,15 @@ fn failover_gap_distribution() {
         );
         println!("{mode:<38} {p50:>9.0} {p99:>9.0} {max:>9.0} {handshakes:>11}");
         rows.push(serde_json::json!({
-            "mode": mode, "synced": synced, "failovers": gaps.len(), "gaps_ms": gaps,
+            "mode": mode, "cut": bench_mode.cut(), "failovers": gaps.len(), "gaps_ms": gaps,
             "p50_ms": p50, "p99_ms": p99, "max_ms": max, "handshakes": handshakes,
         }));
     }
-    let (synced_p50, plain_p50) = (
-        percentile(&results[0].1, 0.5),
-        percentile(&results[1].1, 0.5),
-    );
+    let plain_p50 = percentile(&results[2].1, 0.5);
     println!(
-        "ratio: the synced pair's median gap is {:.3}x the unsynced one's",
-        synced_p50 / plain_p50
+        "ratios of the medians to no sync: keepalived {:.3}x, builtin {:.3}x",
+        percentile(&results[0].1, 0.5) / plain_p50,
+        percentile(&results[1].1, 0.5) / plain_p50
     );
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&out).unwrap();
@@ -775,32 +771,61 @@ fn failover_gap_distribution() {
     );
 }
 
+/// The pairs the benchmark compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BenchMode {
+    /// warpline HA under keepalived; the WAN link is cut (interface tracking).
+    Keepalived,
+    /// `HaMode = builtin`; the node is cut off (WAN and sync link: heartbeats stop).
+    Builtin,
+    /// No sync, keepalived moves the VIP: the new node has no session.
+    Unsynced,
+}
+
+impl BenchMode {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Keepalived => "warpline HA (keepalived, session sync)",
+            Self::Builtin => "warpline HA (builtin, session sync)",
+            Self::Unsynced => "no sync (WireGuard-style, keepalived)",
+        }
+    }
+
+    fn cut(self) -> &'static str {
+        match self {
+            Self::Builtin => "WAN and sync link",
+            Self::Keepalived | Self::Unsynced => "WAN link",
+        }
+    }
+}
+
 /// One mode's gaps in ms and the handshakes the gateways completed during the failovers.
-fn measure_failovers(synced: bool, failovers: usize) -> (Vec<f64>, u64) {
+fn measure_failovers(mode: BenchMode, failovers: usize) -> (Vec<f64>, u64) {
+    let synced = mode != BenchMode::Unsynced;
     let lab = Lab::new();
     let dir = TempDir::new();
     let secure = SecureDir::new();
     let (gateway_key, client_key) = (PrivateKey::generate(), PrivateKey::generate());
     let _echo = UdpEcho::start(&lab.server, SocketAddr::new(ip(SERVER), ECHO_PORT));
-    let config = |node| {
-        let text = gateway_config(node, &gateway_key, &client_key);
-        if synced {
-            text
-        } else {
-            text.lines()
-                .filter(|line| !line.starts_with("Ha"))
-                .map(|line| format!("{line}\n"))
-                .collect()
-        }
+    let config = |node| match mode {
+        BenchMode::Keepalived => gateway_config(node, &gateway_key, &client_key),
+        BenchMode::Builtin => builtin_config(node, &gateway_key, &client_key, &lab),
+        BenchMode::Unsynced => gateway_config(node, &gateway_key, &client_key)
+            .lines()
+            .filter(|line| !line.starts_with("Ha"))
+            .map(|line| format!("{line}\n"))
+            .collect(),
     };
     let gateways = [
         warpline_up(&lab.gateways[0], &dir, "wla", &config(0)),
         warpline_up(&lab.gateways[1], &dir, "wlb", &config(1)),
     ];
-    let _keepalived = [
-        start_keepalived(&lab, 0, &gateways[0], &secure),
-        start_keepalived(&lab, 1, &gateways[1], &secure),
-    ];
+    let _keepalived = (mode != BenchMode::Builtin).then(|| {
+        [
+            start_keepalived(&lab, 0, &gateways[0], &secure),
+            start_keepalived(&lab, 1, &gateways[1], &secure),
+        ]
+    });
     let _client = start_boringtun(
         &dir,
         &lab.client,
@@ -828,7 +853,8 @@ fn measure_failovers(synced: bool, failovers: usize) -> (Vec<f64>, u64) {
             if gaps.len() == failovers {
                 break;
             }
-            if up && synced {
+            // Builtin: A resyncs after the links are back, before it is elected.
+            if up && mode == BenchMode::Keepalived {
                 wait_for("A to resync", Duration::from_secs(10), || {
                     ha_status(&gateways[0])["records_held"].as_u64() >= Some(1)
                 });
@@ -842,13 +868,15 @@ fn measure_failovers(synced: bool, failovers: usize) -> (Vec<f64>, u64) {
             );
             let at = Instant::now();
             lab.switch.set_link(&lab.gateways[0], &lab.wan[0].name, up);
+            if mode == BenchMode::Builtin {
+                lab.switch.set_link(&lab.gateways[0], &lab.sync[0].name, up);
+            }
             probe.wait_resumed(at + Duration::from_millis(300), Duration::from_secs(40));
             std::thread::sleep(Duration::from_millis(700));
             let gap = probe.largest_gap(at - Duration::from_millis(50));
             gaps.push(gap.as_secs_f64() * 1000.0);
             println!(
-                "{} failover {}: {:.0} ms",
-                if synced { "synced" } else { "unsynced" },
+                "{mode:?} failover {}: {:.0} ms",
                 gaps.len(),
                 gaps.last().unwrap()
             );
@@ -871,7 +899,7 @@ fn holds_vip(lab: &Lab, node: usize) -> bool {
 }
 
 /// A bar chart (SVG) of p50 and p99 per mode, on a log scale (the modes differ 100-fold).
-fn gap_chart(results: &[(bool, Vec<f64>, u64)]) -> String {
+fn gap_chart(results: &[(BenchMode, Vec<f64>, u64)]) -> String {
     let mut svg = String::from(
         "<svg xmlns='http://www.w3.org/2000/svg' width='640' height='360' font-family='sans-serif' font-size='13'>\n\
          <rect width='640' height='360' fill='white'/>\n\
@@ -886,34 +914,152 @@ fn gap_chart(results: &[(bool, Vec<f64>, u64)]) -> String {
             10u64.pow(decade as u32)
         ));
     }
-    for (slot, (synced, gaps, _)) in results.iter().enumerate() {
+    for (slot, (mode, gaps, _)) in results.iter().enumerate() {
         let mut sorted = gaps.clone();
         sorted.sort_by(f64::total_cmp);
         let p = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
-        let x = 120.0 + slot as f64 * 260.0;
+        let x = 90.0 + slot as f64 * 180.0;
         for (bar, (label, value, color)) in [("p50", p(0.5), "#4a7"), ("p99", p(0.99), "#c64")]
             .into_iter()
             .enumerate()
         {
-            let bx = x + bar as f64 * 80.0;
+            let bx = x + bar as f64 * 60.0;
             let y = y_of(value);
             svg.push_str(&format!(
-                "<rect x='{bx:.0}' y='{y:.0}' width='60' height='{:.0}' fill='{color}'/><text x='{:.0}' y='{:.0}' text-anchor='middle'>{label} {value:.0}</text>\n",
+                "<rect x='{bx:.0}' y='{y:.0}' width='50' height='{:.0}' fill='{color}'/><text x='{:.0}' y='{:.0}' text-anchor='middle'>{label} {value:.0}</text>\n",
                 320.0 - y,
-                bx + 30.0,
+                bx + 25.0,
                 y - 6.0
             ));
         }
         svg.push_str(&format!(
             "<text x='{:.0}' y='345' text-anchor='middle'>{}</text>\n",
-            x + 70.0,
-            if *synced {
-                "warpline HA (session sync)"
-            } else {
-                "no sync (new handshake)"
+            x + 55.0,
+            match mode {
+                BenchMode::Keepalived => "keepalived + sync",
+                BenchMode::Builtin => "builtin + sync",
+                BenchMode::Unsynced => "no sync (handshake)",
             }
         ));
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// `HaMode = builtin`: the same pair without keepalived. The nodes elect the active one
+/// over the sync channel (priorities 150 / 100, preemption on), the active one adds the
+/// VIPs and announces them with gratuitous ARP.
+fn builtin_config(node: usize, key: &PrivateKey, client: &PrivateKey, lab: &Lab) -> String {
+    let priority = if node == 0 { 150 } else { 100 };
+    gateway_config(node, key, client)
+        .replace("HaMode = keepalived", "HaMode = builtin")
+        .replacen(
+            "\n\n[Peer]",
+            &format!(
+                "\nHaVirtualIp = {WAN_VIP}/24 dev {}\nHaVirtualIp = {LAN_VIP}/24 dev {}\n\
+                 HaPriority = {priority}\n\n[Peer]",
+                lab.wan[node].name, lab.lan[node].name
+            ),
+            1,
+        )
+}
+
+#[test]
+fn builtin_pair_elects_fails_over_and_back_without_keepalived() {
+    if let Err(reason) = require_root() {
+        println!("skipping: {reason}");
+        return;
+    }
+    let _serial = serial();
+    let lab = Lab::new();
+    let dir = TempDir::new();
+    let (gateway_key, client_key) = (PrivateKey::generate(), PrivateKey::generate());
+    let _echo = UdpEcho::start(&lab.server, SocketAddr::new(ip(SERVER), ECHO_PORT));
+    let config = |node| builtin_config(node, &gateway_key, &client_key, &lab);
+    let mut a = warpline_up(&lab.gateways[0], &dir, "wla", &config(0));
+    let b = warpline_up(&lab.gateways[1], &dir, "wlb", &config(1));
+    wait_for("A to be elected", Duration::from_secs(10), || {
+        role(&a) == "active" && holds_vip(&lab, 0)
+    });
+    assert_eq!(role(&b), "standby");
+    assert!(!holds_vip(&lab, 1), "both nodes hold the VIP");
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_warpline"))
+        .args(["ha", "promote", "wlb", "--control-socket"])
+        .arg(&b.socket)
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "builtin mode let a manual promote through"
+    );
+
+    let _client = start_boringtun(
+        &dir,
+        &lab.client,
+        &StockClient {
+            ifname: "wgc",
+            key: &client_key,
+            gateway: &gateway_key.public_key(),
+            endpoint: SocketAddr::new(ip(WAN_VIP), 51820),
+            addresses: &[(ip(CLIENT_TUNNEL), 32)],
+            routes: &[(ip("10.211.0.0"), 24)],
+        },
+    );
+    let probe = Probe::start(
+        &lab.client,
+        ip(CLIENT_TUNNEL),
+        SocketAddr::new(ip(SERVER), ECHO_PORT),
+    );
+    probe.wait_resumed(Instant::now(), Duration::from_secs(10));
+    wait_for("B to hold A's session", Duration::from_secs(5), || {
+        ha_status(&b)["records_held"].as_u64() >= Some(1)
+    });
+
+    // A loses power: B hears no heartbeat for 600 ms, takes the VIPs and the session.
+    let killed = Instant::now();
+    for link in [&lab.wan[0], &lab.lan[0], &lab.sync[0]] {
+        lab.switch.set_link(&lab.gateways[0], &link.name, false);
+    }
+    let _ = a.proc.child.kill();
+    let _ = a.proc.child.wait();
+    probe.wait_resumed(killed + Duration::from_millis(50), Duration::from_secs(10));
+    let handshakes_when_resumed = handshakes(&b, &client_key);
+    let gap = probe.largest_gap(killed - Duration::from_millis(100));
+    println!(
+        "builtin failover (node killed): gap {gap:?}, handshakes at B: {handshakes_when_resumed}"
+    );
+    assert_eq!(role(&b), "active");
+    assert!(holds_vip(&lab, 1));
+    assert_eq!(handshakes_when_resumed, 0, "traffic waited for a handshake");
+    assert!(gap <= MAX_GAP, "failover gap {gap:?} > {MAX_GAP:?}");
+
+    // A comes back: it resyncs, preempts (higher priority), and B gives the VIPs up.
+    delete_vips(&lab, 0);
+    for link in [&lab.wan[0], &lab.lan[0], &lab.sync[0]] {
+        lab.switch.set_link(&lab.gateways[0], &link.name, true);
+    }
+    let _ = std::fs::remove_file(&a.socket);
+    drop(a);
+    let restarted = Instant::now();
+    let a = warpline_up(&lab.gateways[0], &dir, "wla", &config(0));
+    wait_for("A to take over again", Duration::from_secs(10), || {
+        role(&a) == "active"
+    });
+    wait_for("B to step down", Duration::from_secs(5), || {
+        role(&b) == "standby" && !holds_vip(&lab, 1)
+    });
+    probe.wait_resumed(Instant::now(), Duration::from_secs(10));
+    let gap = probe.largest_gap(restarted);
+    let a_status = ha_status(&a);
+    println!(
+        "builtin failback (preemption): gap {gap:?}, A took over {} session(s), handshakes {}",
+        a_status["sessions_taken_over"],
+        handshakes(&a, &client_key)
+    );
+    assert!(
+        a_status["sessions_taken_over"].as_u64() >= Some(1),
+        "{a_status:#}"
+    );
+    assert!(gap <= MAX_GAP, "failback gap {gap:?} > {MAX_GAP:?}");
+    assert_eq!(ha_status(&b)["sessions_owned"], 0, "two owners");
 }

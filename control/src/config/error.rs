@@ -52,6 +52,9 @@ impl Section {
                 "HaListen",
                 "HaPeer",
                 "HaCheckpointMs",
+                "HaVirtualIp",
+                "HaPriority",
+                "HaPreempt",
             ],
             Self::Peer => &[
                 "PublicKey",

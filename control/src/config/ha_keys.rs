@@ -34,6 +34,9 @@ pub enum HaMode {
     /// Every node is active for the peers the network delivers to it and standby for the
     /// others' peers: it takes a peer over when the peer's traffic arrives or its owner dies.
     ActiveActive,
+    /// Active-passive between two nodes without keepalived: heartbeats over the sync
+    /// channel elect the active node, which holds the `HaVirtualIp` addresses.
+    Builtin,
 }
 
 impl HaMode {
@@ -42,6 +45,7 @@ impl HaMode {
         match self {
             Self::Keepalived => "keepalived",
             Self::ActiveActive => "active-active",
+            Self::Builtin => "builtin",
         }
     }
 }
@@ -58,12 +62,13 @@ pub(crate) fn parse_ha_mode(text: &str) -> Result<Option<HaMode>, ValueError> {
         ("off", None),
         ("keepalived", Some(HaMode::Keepalived)),
         ("active-active", Some(HaMode::ActiveActive)),
+        ("builtin", Some(HaMode::Builtin)),
     ]
     .into_iter()
     .find(|(name, _)| name.eq_ignore_ascii_case(text))
     .map(|(_, mode)| mode)
     .ok_or_else(|| {
-        value_error!("{text:?} is not an HA mode; valid: off, keepalived, active-active")
+        value_error!("{text:?} is not an HA mode; valid: off, keepalived, active-active, builtin")
     })
 }
 
@@ -82,6 +87,71 @@ pub struct HaConfig {
     pub partners: Vec<SocketAddr>,
     /// `HaCheckpointMs`: the counter checkpoint interval.
     pub checkpoint: Duration,
+    /// `HaVirtualIp` (builtin mode): the addresses the active node holds.
+    pub virtual_ips: Vec<VirtualIp>,
+    /// `HaPriority` (builtin mode): the higher of two nodes is active when both are up.
+    pub priority: u8,
+    /// `HaPreempt` (builtin mode): a higher-priority node takes over from an active lower
+    /// one when it comes back.
+    pub preempt: bool,
+}
+
+/// The default `HaPriority`.
+pub const DEFAULT_PRIORITY: u8 = 100;
+
+/// One `HaVirtualIp`: `ADDRESS/LEN dev IFNAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualIp {
+    /// The address.
+    pub address: std::net::IpAddr,
+    /// Its prefix length.
+    pub prefix_len: u8,
+    /// The interface it goes on.
+    pub interface: String,
+}
+
+impl fmt::Display for VirtualIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{} dev {}",
+            self.address, self.prefix_len, self.interface
+        )
+    }
+}
+
+/// The `HaVirtualIp` value.
+pub(crate) fn parse_virtual_ip(text: &str) -> Result<VirtualIp, ValueError> {
+    let expected = "expected ADDRESS/LEN dev IFNAME, e.g. 10.0.0.100/24 dev eth0";
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let [address, "dev", interface] = words[..] else {
+        return Err(value_error!("{text:?}: {expected}"));
+    };
+    let (address, prefix_len) = address
+        .split_once('/')
+        .ok_or_else(|| value_error!("{text:?} has no /LEN ({expected})"))?;
+    let address: std::net::IpAddr = address
+        .parse()
+        .map_err(|_| value_error!("{text:?}: {address:?} is not an IP address"))?;
+    let max = if address.is_ipv4() { 32 } else { 128 };
+    let prefix_len = parse_decimal(prefix_len)
+        .filter(|len| (1..=max).contains(len))
+        .ok_or_else(|| value_error!("{text:?}: the prefix length must be 1 to {max}"))?
+        as u8;
+    let interface = super::values::parse_interface_name(interface)?;
+    Ok(VirtualIp {
+        address,
+        prefix_len,
+        interface,
+    })
+}
+
+/// The `HaPriority` value: 1 to 255.
+pub(crate) fn parse_priority(text: &str) -> Result<u8, ValueError> {
+    parse_decimal(text)
+        .filter(|p| (1..=255).contains(p))
+        .map(|p| p as u8)
+        .ok_or_else(|| value_error!("{text:?} is not a priority (1 to 255)"))
 }
 
 /// The default counter checkpoint interval: replays of at most this much traffic are

@@ -12,8 +12,9 @@ use std::num::{NonZeroU16, NonZeroU32};
 use super::endpoint::Endpoint;
 use super::error::{ConfigError, ConfigErrorKind, Section, ShownName};
 use super::ha_keys::{
-    DEFAULT_CHECKPOINT, FailoverKeys, HaConfig, HaMode, parse_checkpoint, parse_fail_back,
-    parse_failover_after, parse_ha_mode, parse_node_id, parse_sync_address,
+    DEFAULT_CHECKPOINT, DEFAULT_PRIORITY, FailoverKeys, HaConfig, HaMode, VirtualIp,
+    parse_checkpoint, parse_fail_back, parse_failover_after, parse_ha_mode, parse_node_id,
+    parse_priority, parse_sync_address, parse_virtual_ip,
 };
 use super::layout_keys::{LayoutKeys, parse_on_off};
 use super::values::{
@@ -223,6 +224,9 @@ struct HaBuilder {
     listen: Option<std::net::SocketAddr>,
     partners: Vec<std::net::SocketAddr>,
     checkpoint: Option<std::time::Duration>,
+    virtual_ips: Vec<VirtualIp>,
+    priority: Option<u8>,
+    preempt: Option<bool>,
 }
 
 impl HaBuilder {
@@ -247,6 +251,9 @@ impl HaBuilder {
                 ("HaListen", self.listen.is_some()),
                 ("HaPeer", !self.partners.is_empty()),
                 ("HaCheckpointMs", self.checkpoint.is_some()),
+                ("HaVirtualIp", !self.virtual_ips.is_empty()),
+                ("HaPriority", self.priority.is_some()),
+                ("HaPreempt", self.preempt.is_some()),
             ];
             if let Some((key, _)) = set.into_iter().find(|(_, set)| *set) {
                 return Err(invalid(
@@ -266,6 +273,30 @@ impl HaBuilder {
         if self.partners.is_empty() {
             return Err(missing("HaPeer"));
         }
+        let builtin_only = [
+            ("HaVirtualIp", !self.virtual_ips.is_empty()),
+            ("HaPriority", self.priority.is_some()),
+            ("HaPreempt", self.preempt.is_some()),
+        ];
+        if mode != HaMode::Builtin
+            && let Some((key, _)) = builtin_only.into_iter().find(|(_, set)| *set)
+        {
+            return Err(invalid(
+                key,
+                format!("is only used with HaMode = builtin (here: {mode})"),
+            ));
+        }
+        if mode == HaMode::Builtin {
+            if self.virtual_ips.is_empty() {
+                return Err(missing("HaVirtualIp"));
+            }
+            if self.partners.len() != 1 {
+                return Err(invalid(
+                    "HaPeer",
+                    "HaMode = builtin runs two nodes: list exactly one HaPeer".to_owned(),
+                ));
+            }
+        }
         if self.partners.contains(&listen) {
             return Err(invalid(
                 "HaPeer",
@@ -279,6 +310,9 @@ impl HaBuilder {
             listen,
             partners: self.partners,
             checkpoint: self.checkpoint.unwrap_or(DEFAULT_CHECKPOINT),
+            virtual_ips: self.virtual_ips,
+            priority: self.priority.unwrap_or(DEFAULT_PRIORITY),
+            preempt: self.preempt.unwrap_or(true),
         }))
     }
 }
@@ -317,7 +351,15 @@ impl InterfaceBuilder {
         };
         let repeatable = matches!(
             key,
-            "Address" | "DNS" | "PreUp" | "PostUp" | "PreDown" | "PostDown" | "Attach" | "HaPeer"
+            "Address"
+                | "DNS"
+                | "PreUp"
+                | "PostUp"
+                | "PreDown"
+                | "PostDown"
+                | "Attach"
+                | "HaPeer"
+                | "HaVirtualIp"
         );
         if !repeatable {
             self.single_valued.claim(SECTION, key, line)?;
@@ -405,6 +447,15 @@ impl InterfaceBuilder {
             "HaCheckpointMs" => {
                 self.ha.checkpoint = Some(parse_checkpoint(value).map_err(invalid)?);
             }
+            "HaVirtualIp" => {
+                let vip = parse_virtual_ip(value).map_err(invalid)?;
+                if self.ha.virtual_ips.contains(&vip) {
+                    return Err(invalid(value_error!("{vip} is listed twice")));
+                }
+                self.ha.virtual_ips.push(vip);
+            }
+            "HaPriority" => self.ha.priority = Some(parse_priority(value).map_err(invalid)?),
+            "HaPreempt" => self.ha.preempt = Some(parse_on_off(value).map_err(invalid)?),
             // Only reachable if `Section::valid_keys` gains a key this match lacks.
             _ => return Err(invalid(value_error!("{key} is not supported yet"))),
         }

@@ -146,12 +146,15 @@ fn every_documented_key_is_accepted() {
         ("FrameSize", "2048"),
         ("RingSize", "4096"),
         ("BusyPoll", "on"),
-        ("HaMode", "active-active"),
+        ("HaMode", "builtin"),
         ("HaNodeId", "3"),
         ("HaKey", PSK),
         ("HaListen", "10.0.0.1:51900"),
         ("HaPeer", "10.0.0.2:51900"),
         ("HaCheckpointMs", "100"),
+        ("HaVirtualIp", "10.0.0.100/24 dev eth0"),
+        ("HaPriority", "150"),
+        ("HaPreempt", "off"),
     ];
     let peer_values = [
         ("PublicKey", BOB_PUBLIC),
@@ -293,7 +296,7 @@ fn unknown_key_lists_the_valid_keys_of_its_section() {
          ListenPort, Address, MTU, DNS, Table, FwMark, PreUp, PostUp, PreDown, PostDown, \
          SaveConfig, MetricsAddress, TestTimerScale, Attach, XdpMode, Workers, Cores, Queues, \
          ZeroCopy, FrameSize, RingSize, BusyPoll, HaMode, HaNodeId, HaKey, HaListen, HaPeer, \
-         HaCheckpointMs"
+         HaCheckpointMs, HaVirtualIp, HaPriority, HaPreempt"
     );
     let message = parse_err(&format!("{}[Peer]\nAddress = 10.0.0.1\n", interface_only()));
     assert_eq!(
@@ -642,6 +645,9 @@ fn valid_config() -> impl Strategy<Value = Config> {
                             "[fd00::3]:51900".parse().unwrap(),
                         ],
                         checkpoint: Duration::from_millis(u64::from(fwmark % 9_990) + 10),
+                        virtual_ips: Vec::new(),
+                        priority: DEFAULT_PRIORITY,
+                        preempt: true,
                     }),
                 },
                 peers,
@@ -900,6 +906,47 @@ fn ha_keys_parse_and_incomplete_or_stray_ones_name_the_key() {
     .unwrap_err()
     .to_string();
     assert!(own.contains("own HaListen"), "{own}");
+
+    let builtin = |extra: &str| {
+        ha_config(&format!(
+            "HaMode = builtin\nHaNodeId = 0\nHaKey = {HA_KEY}\nHaListen = 10.0.0.1:51900\n\
+             HaPeer = 10.0.0.2:51900\n{extra}"
+        ))
+    };
+    let ha = builtin("HaVirtualIp = 192.0.2.100/24 dev eth0\nHaVirtualIp = 2001:db8::100/64 dev eth1\nHaPriority = 150\nHaPreempt = off\n")
+        .unwrap()
+        .interface
+        .ha
+        .unwrap();
+    assert_eq!(ha.virtual_ips.len(), 2);
+    assert_eq!(ha.virtual_ips[1].to_string(), "2001:db8::100/64 dev eth1");
+    assert_eq!((ha.priority, ha.preempt), (150, false));
+    for (extra, key) in [
+        ("", "HaVirtualIp"),
+        ("HaVirtualIp = 192.0.2.100 dev eth0\n", "HaVirtualIp"),
+        ("HaVirtualIp = 192.0.2.100/24 eth0\n", "HaVirtualIp"),
+        (
+            "HaVirtualIp = 192.0.2.100/24 dev eth0\nHaPriority = 0\n",
+            "HaPriority",
+        ),
+        (
+            "HaVirtualIp = 192.0.2.100/24 dev eth0\nHaPeer = 10.0.0.3:51900\n",
+            "HaPeer",
+        ),
+    ] {
+        let error = builtin(extra).unwrap_err().to_string();
+        assert!(error.contains(key), "{extra:?}: {error}");
+    }
+    let stray = ha_config(&format!(
+        "HaMode = keepalived\nHaNodeId = 0\nHaKey = {HA_KEY}\nHaListen = 10.0.0.1:51900\n\
+         HaPeer = 10.0.0.2:51900\nHaPriority = 5\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        stray.contains("HaPriority") && stray.contains("builtin"),
+        "{stray}"
+    );
 }
 
 #[test]

@@ -110,6 +110,13 @@ fn write_ha(out: &mut Lines, ha: &HaConfig) {
     if ha.checkpoint != super::DEFAULT_CHECKPOINT {
         out.pair("HaCheckpointMs", &ha.checkpoint.as_millis());
     }
+    for vip in &ha.virtual_ips {
+        out.pair("HaVirtualIp", vip);
+    }
+    if ha.mode == super::HaMode::Builtin {
+        out.pair("HaPriority", &ha.priority);
+        out.pair("HaPreempt", &if ha.preempt { "on" } else { "off" });
+    }
 }
 
 /// The failover keys that differ from their defaults.

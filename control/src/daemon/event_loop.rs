@@ -422,6 +422,11 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
                         "HA is not configured on this interface (set HaMode in [Interface])",
                     ),
                     Some(ha) => match request {
+                        Request::HaPromote | Request::HaDemote
+                            if let Some(refused) = ha.manual_switch_refused() =>
+                        {
+                            refused
+                        }
                         Request::HaPromote => ha.promote(now, tunnel.node_mut()),
                         Request::HaDemote => ha.demote(now, tunnel.node_mut()),
                         _ => Response::Ha(ha.snapshot(now, tunnel.node())),

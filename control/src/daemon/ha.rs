@@ -9,9 +9,12 @@ use warpline_dataplane::time::Time;
 use super::DaemonError;
 use super::ha_link::{HaLinks, LinkEvent};
 use crate::config::HaConfig;
+use crate::config::HaMode;
 use crate::ctl::model::{HaPartnerSnapshot, HaSnapshot};
 use crate::ctl::protocol::Response;
-use crate::ha::Cluster;
+use crate::ha::{Cluster, Election, HEARTBEAT_INTERVAL, Role, SyncMessage};
+
+use super::vip::VirtualIps;
 use crate::node::Node;
 
 /// The longest the event loop may sleep with HA on: sync events and checkpoints must not
@@ -26,6 +29,17 @@ const TRANSPORT_TYPE: u8 = 4;
 pub struct Ha {
     cluster: Cluster,
     links: HaLinks,
+    builtin: Option<Builtin>,
+}
+
+/// `HaMode = builtin`: the election and the virtual IPs it moves.
+#[derive(Debug)]
+struct Builtin {
+    election: Election,
+    vips: VirtualIps,
+    node_id: u8,
+    priority: u8,
+    next_status: Time,
 }
 
 impl Ha {
@@ -36,6 +50,21 @@ impl Ha {
     ) -> Result<Self, DaemonError> {
         let cluster = Cluster::new(config.node_id, config.mode, config.checkpoint);
         cluster.start(node);
+        let builtin = match config.mode {
+            HaMode::Builtin => Some(Builtin {
+                election: Election::new(
+                    config.priority,
+                    config.node_id,
+                    config.preempt,
+                    Time::ZERO,
+                ),
+                vips: VirtualIps::resolve(&config.virtual_ips)?,
+                node_id: config.node_id,
+                priority: config.priority,
+                next_status: Time::ZERO,
+            }),
+            HaMode::Keepalived | HaMode::ActiveActive => None,
+        };
         let links = HaLinks::start(config)?;
         tracing::info!(
             mode = %config.mode,
@@ -45,7 +74,11 @@ impl Ha {
             partners = ?config.partners,
             "HA cluster member"
         );
-        Ok(Self { cluster, links })
+        Ok(Self {
+            cluster,
+            links,
+            builtin,
+        })
     }
 
     /// Handles what the links reported and streams the node's changes.
@@ -68,11 +101,25 @@ impl Ha {
                 }
                 LinkEvent::Connected(partner) => self.cluster.partner_connected(partner, now),
                 LinkEvent::Message(partner, message) => {
+                    if let (
+                        Some(builtin),
+                        SyncMessage::Status {
+                            node_id,
+                            priority,
+                            active,
+                        },
+                    ) = (&mut self.builtin, &message)
+                    {
+                        builtin.election.heard(now, *priority, *node_id, *active);
+                    }
                     if let Err(error) = self.cluster.receive(now, partner, message, node) {
                         tracing::warn!(partner, %error, "HA sync message refused");
                     }
                 }
                 LinkEvent::Lost(partner, reason) => {
+                    if let Some(builtin) = &mut self.builtin {
+                        builtin.election.lost();
+                    }
                     let taken = self.cluster.partner_lost(now, partner, node);
                     if taken > 0 {
                         tracing::warn!(
@@ -89,7 +136,52 @@ impl Ha {
             let changes = self.cluster.changes_to_publish(now, node);
             self.links.broadcast(changes);
         }
+        self.elect(now, node);
         self.cluster.poll(now, node);
+    }
+
+    /// `HaMode = builtin`: tells the partner where this node stands and follows the
+    /// election.
+    fn elect<R: CryptoRngCore>(&mut self, now: Time, node: &mut Node<R>) {
+        let Some(builtin) = &mut self.builtin else {
+            return;
+        };
+        let role = self.cluster.role();
+        match builtin.election.decide(now, role) {
+            Role::Active if role == Role::Standby => {
+                let taken = self.cluster.promote(now, node);
+                builtin.vips.take();
+                tracing::warn!(
+                    sessions = taken,
+                    "HA (builtin): elected active; virtual IPs taken"
+                );
+            }
+            Role::Standby if role == Role::Active => {
+                builtin.vips.release();
+                self.cluster.demote(node);
+                tracing::warn!("HA (builtin): the partner is active; stepped down");
+            }
+            _ => {}
+        }
+        if now >= builtin.next_status {
+            builtin.next_status = now + HEARTBEAT_INTERVAL;
+            self.links.broadcast(vec![SyncMessage::Status {
+                node_id: builtin.node_id,
+                priority: builtin.priority,
+                active: self.cluster.role() == Role::Active,
+            }]);
+        }
+    }
+
+    /// Whether `warpline ha promote|demote` may switch the role (not in builtin mode,
+    /// where the election decides).
+    pub fn manual_switch_refused(&self) -> Option<Response> {
+        self.builtin.as_ref().map(|_| {
+            Response::error(
+                "HaMode = builtin: the election decides the role; change HaPriority (or stop \
+                 this node) to move the virtual IPs",
+            )
+        })
     }
 
     /// Called with every datagram before the node sees it: a transport packet for a session

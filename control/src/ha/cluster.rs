@@ -148,7 +148,7 @@ impl Cluster {
             node_id,
             mode,
             role: match mode {
-                HaMode::Keepalived => Role::Standby,
+                HaMode::Keepalived | HaMode::Builtin => Role::Standby,
                 HaMode::ActiveActive => Role::Active,
             },
             checkpoint,
@@ -331,7 +331,8 @@ impl Cluster {
         entry.last_heard = Some(now);
         match message {
             SyncMessage::Hello { node_id, .. } => entry.node_id = Some(node_id),
-            SyncMessage::Heartbeat { .. } => {}
+            // Election state is the caller's business (`Election`).
+            SyncMessage::Heartbeat { .. } | SyncMessage::Status { .. } => {}
             SyncMessage::SnapshotBegin { count } => {
                 if entry.snapshot.is_some() {
                     return Err(ClusterError::Protocol("snapshot inside a snapshot"));

@@ -25,6 +25,7 @@
 //! OpenBSD's pfsync jumps replay counters by a fixed 16384).
 
 mod cluster;
+mod election;
 mod epoch;
 mod record;
 mod sync;
@@ -33,6 +34,7 @@ pub use cluster::{
     Cluster, ClusterError, ClusterStats, HEARTBEAT_INTERVAL, PARTNER_DEAD_AFTER, PartnerKey,
     REKEY_AFTER_TAKEOVER, Role,
 };
+pub use election::Election;
 pub use epoch::{CounterEpoch, EpochError, MAX_NODES};
 pub use record::{RECORD_VERSION, RecordError, SessionRecord, SessionSlot};
 pub use sync::{NOISE_PROTOCOL, SYNC_VERSION, SyncChannel, SyncError, SyncMessage};

@@ -56,6 +56,15 @@ pub enum SyncMessage {
         /// The session's local index.
         local_index: u32,
     },
+    /// The sender's election state (`HaMode = builtin`), with every heartbeat interval.
+    Status {
+        /// Its node id.
+        node_id: u8,
+        /// Its `HaPriority`.
+        priority: u8,
+        /// Whether it is active (holds the virtual IPs).
+        active: bool,
+    },
 }
 
 /// Why the channel failed.
@@ -103,6 +112,11 @@ impl SyncMessage {
                 out.push(6);
                 out.extend_from_slice(&local_index.to_be_bytes());
             }
+            SyncMessage::Status {
+                node_id,
+                priority,
+                active,
+            } => out.extend_from_slice(&[7, *node_id, *priority, u8::from(*active)]),
         }
         out
     }
@@ -152,6 +166,17 @@ impl SyncMessage {
                 exact(4)?;
                 SyncMessage::Retire {
                     local_index: u32::from_be_bytes(body.try_into().expect("4 bytes")),
+                }
+            }
+            7 => {
+                exact(3)?;
+                if body[2] > 1 {
+                    return Err(SyncError::Malformed("status flag is neither 0 nor 1"));
+                }
+                SyncMessage::Status {
+                    node_id: body[0],
+                    priority: body[1],
+                    active: body[2] == 1,
                 }
             }
             _ => return Err(SyncError::Malformed("unknown message type")),
@@ -332,6 +357,8 @@ mod tests {
             &[4, 0],
             &[5, 1, 2],
             &[6, 1, 2, 3],
+            &[7, 1, 2],
+            &[7, 1, 2, 2],
             &[3, 1, 2],
         ] {
             assert!(SyncMessage::decode(bytes).is_err(), "{bytes:?} accepted");
