@@ -3,12 +3,15 @@
 //!
 //! ```text
 //! [Interface]
-//! HaMode = keepalived          # or active-active; off (the default) without the other keys
+//! HaMode = keepalived          # or active-active, builtin; off (the default) without the rest
 //! HaNodeId = 0                 # 0..15, different on every node of the cluster
 //! HaKey = <base64 32 bytes>    # the sync channel's key, the same on every node (wg genpsk)
 //! HaListen = 10.0.0.1:51900    # where this node serves its sessions to the others
 //! HaPeer = 10.0.0.2:51900      # the other nodes' HaListen (repeatable)
 //! HaCheckpointMs = 100         # how often changed counters are streamed
+//! HaVirtualIp = 10.0.0.100/24 dev eth0   # builtin only (repeatable), with:
+//! HaPriority = 150             # the higher of two live nodes is active (default 100)
+//! HaPreempt = on               # a returning higher node takes over (default on)
 //!
 //! [Peer]
 //! Endpoint = gw1.example.com:51820, 192.0.2.7:51820   # tried in order (or at random)
