@@ -154,6 +154,18 @@ impl Drop for SecureDir {
 
 /// keepalived for gateway `node`, rendered from the template in `dist/`.
 fn start_keepalived(lab: &Lab, node: usize, gateway: &Warpline, secure: &SecureDir) -> Keepalived {
+    start_keepalived_tracking(lab, node, gateway, secure, true)
+}
+
+/// keepalived as above; `track_daemon = false` drops the `warpline ha status` check (the
+/// no-sync baseline has no HA config for it to report).
+fn start_keepalived_tracking(
+    lab: &Lab,
+    node: usize,
+    gateway: &Warpline,
+    secure: &SecureDir,
+    track_daemon: bool,
+) -> Keepalived {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
     let keepalived = require_tool("keepalived", "apt keepalived");
@@ -175,6 +187,14 @@ fn start_keepalived(lab: &Lab, node: usize, gateway: &Warpline, secure: &SecureD
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/keepalived/keepalived.conf.in"),
     )
     .unwrap();
+    let template = if track_daemon {
+        template
+    } else {
+        template.replace(
+            "    track_script {\n        warpline_alive_@NAME@\n    }\n",
+            "",
+        )
+    };
     let config = template
         .replace("@NAME@", &gateway.name)
         .replace("@WARPLINE@", wrapper.to_str().unwrap())
@@ -822,8 +842,8 @@ fn measure_failovers(mode: BenchMode, failovers: usize) -> (Vec<f64>, u64) {
     ];
     let _keepalived = (mode != BenchMode::Builtin).then(|| {
         [
-            start_keepalived(&lab, 0, &gateways[0], &secure),
-            start_keepalived(&lab, 1, &gateways[1], &secure),
+            start_keepalived_tracking(&lab, 0, &gateways[0], &secure, synced),
+            start_keepalived_tracking(&lab, 1, &gateways[1], &secure, synced),
         ]
     });
     let _client = start_boringtun(

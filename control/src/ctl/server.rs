@@ -347,11 +347,14 @@ fn serve_connection(mut stream: UnixStream, shared: &Shared) {
 
 /// Why reading a request failed, as the caller will be told.
 #[derive(Debug, thiserror::Error)]
-enum ReadError {
+pub enum ReadError {
+    /// The line is not a valid request.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// No complete line before the deadline.
     #[error("timed out waiting for a complete request line")]
     Timeout,
+    /// The connection failed.
     #[error("cannot read the request: {0}")]
     Io(io::Error),
 }
@@ -363,8 +366,12 @@ impl From<ReadError> for Response {
 }
 
 /// Reads one request line under one overall deadline. `Ok(None)`: the client closed without
-/// sending anything.
-fn read_request(stream: &mut UnixStream, timeout: Duration) -> Result<Option<Request>, ReadError> {
+/// sending anything. Public for the `ctl_request` fuzz target, which checks this framing
+/// against [`decode_request`] on the same bytes.
+pub fn read_request(
+    stream: &mut UnixStream,
+    timeout: Duration,
+) -> Result<Option<Request>, ReadError> {
     let deadline = Instant::now() + timeout;
     let mut line = Vec::with_capacity(512);
     let mut chunk = [0u8; 4096];

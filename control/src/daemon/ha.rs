@@ -40,6 +40,8 @@ struct Builtin {
     node_id: u8,
     priority: u8,
     next_status: Time,
+    /// The partner's role in its last status.
+    partner_active: bool,
 }
 
 impl Ha {
@@ -62,6 +64,7 @@ impl Ha {
                 node_id: config.node_id,
                 priority: config.priority,
                 next_status: Time::ZERO,
+                partner_active: false,
             }),
             HaMode::Keepalived | HaMode::ActiveActive => None,
         };
@@ -111,6 +114,14 @@ impl Ha {
                     ) = (&mut self.builtin, &message)
                     {
                         builtin.election.heard(now, *priority, *node_id, *active);
+                        // The partner was active too (a split, or it took over while this
+                        // node was cut off) and now stepped down: neighbours may still send
+                        // the VIPs' traffic to it, so announce them again.
+                        if builtin.partner_active && !*active && self.cluster.role() == Role::Active
+                        {
+                            builtin.vips.take();
+                        }
+                        builtin.partner_active = *active;
                     }
                     if let Err(error) = self.cluster.receive(now, partner, message, node) {
                         tracing::warn!(partner, %error, "HA sync message refused");
@@ -119,6 +130,7 @@ impl Ha {
                 LinkEvent::Lost(partner, reason) => {
                     if let Some(builtin) = &mut self.builtin {
                         builtin.election.lost();
+                        builtin.partner_active = false;
                     }
                     let taken = self.cluster.partner_lost(now, partner, node);
                     if taken > 0 {

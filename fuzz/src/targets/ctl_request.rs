@@ -5,8 +5,17 @@
 //! decodes back to itself; a refused one becomes an error response that encodes to one line
 //! and decodes back to itself; lines over the limit are refused as too large; and the value
 //! of a `preshared_key` field reaches neither an error message nor a request's Debug output.
+//!
+//! The same bytes also go through the server's framing ([`read_request`]) over a real Unix
+//! socket, arriving in small chunks: it must answer exactly what [`decode_request`] answers
+//! for the first line (a client that sends only whitespace and closes is no request).
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
 
 use warpline_control::ctl::Response;
+use warpline_control::ctl::server::{ReadError, read_request};
 
 use crate::secrets::looks_like_key_material;
 use warpline_control::ctl::protocol::{
@@ -15,6 +24,7 @@ use warpline_control::ctl::protocol::{
 
 /// One input: the request line as read from the socket.
 pub fn run(data: &[u8]) {
+    check_framing(data);
     let secret = preshared_key_value(data);
     match decode_request(data) {
         Ok(request) => {
@@ -70,4 +80,34 @@ fn preshared_key_value(data: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(data).ok()?;
     (looks_like_key_material(secret) && text.matches(secret).count() == 1)
         .then(|| secret.to_owned())
+}
+
+/// The framing over a socket pair, fed in 7-byte writes, against the line decoder.
+fn check_framing(data: &[u8]) {
+    // The socket buffer must hold the whole input: nothing reads while it is written.
+    if data.len() > 64 * 1024 {
+        return;
+    }
+    let (mut client, mut server) = UnixStream::pair().expect("socketpair");
+    for chunk in data.chunks(7) {
+        client.write_all(chunk).expect("the input fits the socket buffer");
+    }
+    drop(client);
+    let framed = read_request(&mut server, Duration::from_secs(5));
+    let line = match data.iter().position(|&b| b == b'\n') {
+        Some(end) => &data[..=end],
+        None => data,
+    };
+    let closed_empty = !data.contains(&b'\n') && data.iter().all(u8::is_ascii_whitespace);
+    match (framed, decode_request(line)) {
+        (Ok(None), _) => assert!(closed_empty, "framing saw no request in {data:?}"),
+        (Ok(Some(framed)), Ok(decoded)) => assert_eq!(framed, decoded),
+        (Err(ReadError::Protocol(framed)), Err(decoded)) => {
+            assert_eq!(framed.to_string(), decoded.to_string());
+        }
+        (Err(ReadError::Protocol(ProtocolError::TooLarge { .. })), Ok(_)) => {
+            panic!("framing refused as too large a line the decoder accepts")
+        }
+        (framed, decoded) => panic!("framing {framed:?} but decoding {decoded:?}"),
+    }
 }
