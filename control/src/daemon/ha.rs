@@ -30,6 +30,8 @@ pub struct Ha {
     cluster: Cluster,
     links: HaLinks,
     builtin: Option<Builtin>,
+    /// When this node next tells its partners its role and epoch.
+    next_status: Time,
 }
 
 /// `HaMode = builtin`: the election and the virtual IPs it moves.
@@ -37,9 +39,7 @@ pub struct Ha {
 struct Builtin {
     election: Election,
     vips: VirtualIps,
-    node_id: u8,
     priority: u8,
-    next_status: Time,
     /// The partner's role in its last status.
     partner_active: bool,
 }
@@ -61,9 +61,7 @@ impl Ha {
                     Time::ZERO,
                 ),
                 vips: VirtualIps::resolve(&config.virtual_ips)?,
-                node_id: config.node_id,
                 priority: config.priority,
-                next_status: Time::ZERO,
                 partner_active: false,
             }),
             HaMode::Keepalived | HaMode::ActiveActive => None,
@@ -81,6 +79,7 @@ impl Ha {
             cluster,
             links,
             builtin,
+            next_status: Time::ZERO,
         })
     }
 
@@ -110,6 +109,7 @@ impl Ha {
                             node_id,
                             priority,
                             active,
+                            ..
                         },
                     ) = (&mut self.builtin, &message)
                     {
@@ -155,6 +155,15 @@ impl Ha {
     /// `HaMode = builtin`: tells the partner where this node stands and follows the
     /// election.
     fn elect<R: CryptoRngCore>(&mut self, now: Time, node: &mut Node<R>) {
+        if now >= self.next_status {
+            self.next_status = now + HEARTBEAT_INTERVAL;
+            self.links.broadcast(vec![SyncMessage::Status {
+                node_id: self.cluster.node_id(),
+                priority: self.builtin.as_ref().map_or(0, |b| b.priority),
+                active: self.cluster.role() == Role::Active,
+                epoch: self.cluster.highest_epoch().get(),
+            }]);
+        }
         let Some(builtin) = &mut self.builtin else {
             return;
         };
@@ -174,14 +183,6 @@ impl Ha {
                 tracing::warn!("HA (builtin): the partner is active; stepped down");
             }
             _ => {}
-        }
-        if now >= builtin.next_status {
-            builtin.next_status = now + HEARTBEAT_INTERVAL;
-            self.links.broadcast(vec![SyncMessage::Status {
-                node_id: builtin.node_id,
-                priority: builtin.priority,
-                active: self.cluster.role() == Role::Active,
-            }]);
         }
     }
 

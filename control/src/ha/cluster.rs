@@ -99,6 +99,8 @@ struct Partner {
     last_heard: Option<Time>,
     /// Its node id, from its hello.
     node_id: Option<u8>,
+    /// Whether its last status said it was active.
+    active: bool,
 }
 
 /// What partners were last told about one of our sessions.
@@ -331,8 +333,23 @@ impl Cluster {
         entry.last_heard = Some(now);
         match message {
             SyncMessage::Hello { node_id, .. } => entry.node_id = Some(node_id),
-            // Election state is the caller's business (`Election`).
-            SyncMessage::Heartbeat { .. } | SyncMessage::Status { .. } => {}
+            SyncMessage::Heartbeat { .. } => {}
+            SyncMessage::Status { active, epoch, .. } => {
+                let partner_stepped_down = entry.active && !active;
+                entry.active = active;
+                let theirs = CounterEpoch::of_counter(u64::from(epoch) << 32);
+                self.highest_epoch = self.highest_epoch.max(theirs);
+                // A split healed: the partner was active too and sent from its own epochs,
+                // possibly above ours, and the peers' replay windows followed the higher
+                // one. The node left owning the sessions moves them above everything seen,
+                // or the peers would refuse its packets until the next handshake.
+                if partner_stepped_down
+                    && self.role == Role::Active
+                    && node.epochs_in_use().any(|ours| ours <= theirs)
+                {
+                    self.re_epoch(now, node);
+                }
+            }
             SyncMessage::SnapshotBegin { count } => {
                 if entry.snapshot.is_some() {
                     return Err(ClusterError::Protocol("snapshot inside a snapshot"));
@@ -518,6 +535,27 @@ impl Cluster {
         }
         self.stats.sessions_taken_over += installed as u64;
         installed
+    }
+
+    /// Moves every own session to a fresh epoch above all seen (after a split healed).
+    fn re_epoch<R: CryptoRngCore>(&mut self, now: Time, node: &mut Node<R>) {
+        let records = node.export_session_records(now);
+        let seen = node.epochs_in_use().chain([self.highest_epoch]);
+        let Ok(epoch) = CounterEpoch::next_for(u32::from(self.node_id), seen) else {
+            return;
+        };
+        self.highest_epoch = epoch;
+        let count = records.len();
+        for record in records {
+            if let Err(error) = node.import_session_record(record, now, epoch) {
+                tracing::warn!(%error, "a session could not move to the new epoch");
+            }
+        }
+        tracing::warn!(
+            sessions = count,
+            epoch = epoch.get(),
+            "HA: the partner stepped down after a split; own sessions moved to a fresh epoch"
+        );
     }
 
     // --- timers -----------------------------------------------------------------------
@@ -788,6 +826,40 @@ mod tests {
             );
             assert_eq!(pair.client_sends(90, active), vec![packet(90)]);
         }
+    }
+
+    #[test]
+    fn after_a_split_the_remaining_owner_moves_above_the_partners_epoch() {
+        let mut pair = Pair::new(HaMode::Keepalived);
+        pair.clusters[0].promote(pair.now, &mut pair.gateways[0]);
+        pair.clusters[1].start(&mut pair.gateways[1]);
+        pair.client_sends(1, 0);
+        pair.sync(0, 1, true);
+        // Split: node 1 takes over too, and the client follows its higher epoch.
+        pair.clusters[1].promote(pair.now, &mut pair.gateways[1]);
+        assert!(pair.gateway_sends(1, 2).unwrap().1);
+        assert!(
+            !pair.gateway_sends(0, 3).unwrap().1,
+            "the client should refuse the lower epoch"
+        );
+        // Healed: node 1 steps down and says so; node 0 moves to a fresh epoch.
+        let epoch = pair.clusters[1].highest_epoch().get();
+        for active in [true, false] {
+            let status = SyncMessage::Status {
+                node_id: 1,
+                priority: 0,
+                active,
+                epoch,
+            };
+            pair.clusters[0]
+                .receive(pair.now, 1, status, &mut pair.gateways[0])
+                .unwrap();
+        }
+        pair.clusters[1].demote(&mut pair.gateways[1]);
+        let (counter, accepted) = pair.gateway_sends(0, 4).unwrap();
+        assert!(accepted, "the client still refuses the remaining owner");
+        assert!(CounterEpoch::of_counter(counter).get() > epoch);
+        assert_eq!(pair.client_sends(5, 0), vec![packet(5)], "receiving broke");
     }
 
     #[test]

@@ -56,14 +56,16 @@ pub enum SyncMessage {
         /// The session's local index.
         local_index: u32,
     },
-    /// The sender's election state (`HaMode = builtin`), with every heartbeat interval.
+    /// The sender's role, with every heartbeat interval.
     Status {
         /// Its node id.
         node_id: u8,
-        /// Its `HaPriority`.
+        /// Its `HaPriority` (builtin mode; 0 otherwise).
         priority: u8,
-        /// Whether it is active (holds the virtual IPs).
+        /// Whether it is active (owns sessions; holds the virtual IPs in builtin mode).
         active: bool,
+        /// The highest counter epoch it has seen or sent in.
+        epoch: u32,
     },
 }
 
@@ -116,7 +118,11 @@ impl SyncMessage {
                 node_id,
                 priority,
                 active,
-            } => out.extend_from_slice(&[7, *node_id, *priority, u8::from(*active)]),
+                epoch,
+            } => {
+                out.extend_from_slice(&[7, *node_id, *priority, u8::from(*active)]);
+                out.extend_from_slice(&epoch.to_be_bytes());
+            }
         }
         out
     }
@@ -169,7 +175,7 @@ impl SyncMessage {
                 }
             }
             7 => {
-                exact(3)?;
+                exact(7)?;
                 if body[2] > 1 {
                     return Err(SyncError::Malformed("status flag is neither 0 nor 1"));
                 }
@@ -177,6 +183,7 @@ impl SyncMessage {
                     node_id: body[0],
                     priority: body[1],
                     active: body[2] == 1,
+                    epoch: u32::from_be_bytes(body[3..7].try_into().expect("4 bytes")),
                 }
             }
             _ => return Err(SyncError::Malformed("unknown message type")),
@@ -358,7 +365,8 @@ mod tests {
             &[5, 1, 2],
             &[6, 1, 2, 3],
             &[7, 1, 2],
-            &[7, 1, 2, 2],
+            &[7, 1, 2, 2, 0, 0, 0, 1],
+            &[7, 1, 2, 1, 0, 0, 0],
             &[3, 1, 2],
         ] {
             assert!(SyncMessage::decode(bytes).is_err(), "{bytes:?} accepted");
