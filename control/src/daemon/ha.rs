@@ -40,8 +40,8 @@ struct Builtin {
     election: Election,
     vips: VirtualIps,
     priority: u8,
-    /// The partner's role in its last status.
-    partner_active: bool,
+    /// The partner's role in its last status (`None`: not heard since it was lost).
+    partner_active: Option<bool>,
 }
 
 impl Ha {
@@ -62,7 +62,7 @@ impl Ha {
                 ),
                 vips: VirtualIps::resolve(&config.virtual_ips)?,
                 priority: config.priority,
-                partner_active: false,
+                partner_active: None,
             }),
             HaMode::Keepalived | HaMode::ActiveActive => None,
         };
@@ -117,11 +117,15 @@ impl Ha {
                         // The partner was active too (a split, or it took over while this
                         // node was cut off) and now stepped down: neighbours may still send
                         // the VIPs' traffic to it, so announce them again.
-                        if builtin.partner_active && !*active && self.cluster.role() == Role::Active
+                        // (Also the first status after a reconnect: the partner may have
+                        // stepped down before this node heard it.)
+                        if builtin.partner_active != Some(false)
+                            && !*active
+                            && self.cluster.role() == Role::Active
                         {
                             builtin.vips.take();
                         }
-                        builtin.partner_active = *active;
+                        builtin.partner_active = Some(*active);
                     }
                     if let Err(error) = self.cluster.receive(now, partner, message, node) {
                         tracing::warn!(partner, %error, "HA sync message refused");
@@ -130,7 +134,7 @@ impl Ha {
                 LinkEvent::Lost(partner, reason) => {
                     if let Some(builtin) = &mut self.builtin {
                         builtin.election.lost();
-                        builtin.partner_active = false;
+                        builtin.partner_active = None;
                     }
                     let taken = self.cluster.partner_lost(now, partner, node);
                     if taken > 0 {

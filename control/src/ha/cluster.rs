@@ -99,8 +99,6 @@ struct Partner {
     last_heard: Option<Time>,
     /// Its node id, from its hello.
     node_id: Option<u8>,
-    /// Whether its last status said it was active.
-    active: bool,
 }
 
 /// What partners were last told about one of our sessions.
@@ -335,17 +333,16 @@ impl Cluster {
             SyncMessage::Hello { node_id, .. } => entry.node_id = Some(node_id),
             SyncMessage::Heartbeat { .. } => {}
             SyncMessage::Status { active, epoch, .. } => {
-                let partner_stepped_down = entry.active && !active;
-                entry.active = active;
                 let theirs = CounterEpoch::of_counter(u64::from(epoch) << 32);
                 self.highest_epoch = self.highest_epoch.max(theirs);
-                // A split healed: the partner was active too and sent from its own epochs,
-                // possibly above ours, and the peers' replay windows followed the higher
-                // one. The node left owning the sessions moves them above everything seen,
-                // or the peers would refuse its packets until the next handshake.
-                if partner_stepped_down
+                // A split healed: the partner was active too and sent from an epoch above
+                // all of ours, and the peers' replay windows followed it. Now that it is a
+                // standby, the node left owning the sessions moves them above everything
+                // seen, or the peers would refuse its packets until the next handshake.
+                // (Normally a standby's highest epoch is the active node's own.)
+                if !active
                     && self.role == Role::Active
-                    && node.epochs_in_use().any(|ours| ours <= theirs)
+                    && node.epochs_in_use().max().is_some_and(|ours| ours < theirs)
                 {
                     self.re_epoch(now, node);
                 }
