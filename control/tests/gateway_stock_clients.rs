@@ -18,13 +18,14 @@
 mod gateway_support;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use gateway_support::{
-    Proc, TempDir, UdpEcho, Warpline, add_route_via, delete_address, enable_forwarding,
-    iperf3_rate, now_unix, require_tool, run_in, tcp_mirror, tcp_transfer, udp_echoes, warpline_up,
+    Proc, TempDir, UdpEcho, Warpline, add_route_via, delete_address, enable_forwarding, ip,
+    iperf3_rate, now_unix, require_tool, run_in, serial, tcp_mirror, tcp_transfer, udp_echoes,
+    warpline_up,
 };
 use warpline_control::keys::PrivateKey;
 use warpline_dataplane::lab::{Host, Netlink, Veth, require_root, unique_name};
@@ -34,19 +35,6 @@ const TCP_PORT: u16 = 9001;
 const IPERF_PORT: u16 = 5201;
 const SERVER_V4: &str = "10.202.0.2";
 const SERVER_V6: &str = "fd02::2";
-
-/// The lab tests share two cores; running them one at a time keeps each well inside its
-/// time budget and the iperf3 rates meaningful.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn ip(text: &str) -> IpAddr {
-    text.parse().unwrap()
-}
 
 /// Client `i`'s outer (veth) address and the gateway's address on that link.
 fn client_outer(i: usize) -> (IpAddr, IpAddr) {

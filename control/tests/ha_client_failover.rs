@@ -25,12 +25,11 @@ mod gateway_support;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use gateway_support::{
-    Probe, Proc, Switch, TempDir, UdpEcho, Warpline, command_in, ha_status, require_tool, wait_for,
-    warpline_up,
+    Probe, Proc, Switch, TempDir, UdpEcho, Warpline, command_in, ha_status, ip, require_tool,
+    serial, wait_for, warpline_up,
 };
 use warpline_control::keys::PrivateKey;
 use warpline_dataplane::lab::{Endpoint, Host, require_root};
@@ -39,17 +38,6 @@ const HA_KEY: &str = "d2FycGxpbmUtaGEtbGFiLWtleS0zMi1ieXRlcyEhISE=";
 const ECHO_PORT: u16 = 9000;
 const GATEWAY_TUNNEL: &str = "10.99.0.1";
 const FAILOVER_AFTER: Duration = Duration::from_secs(2);
-
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn ip(text: &str) -> IpAddr {
-    text.parse().unwrap()
-}
 
 struct Lab {
     switch: Switch,

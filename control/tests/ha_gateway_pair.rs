@@ -28,17 +28,17 @@
 mod gateway_support;
 
 use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use gateway_support::{
     Probe, Proc, StockClient, Switch, TempDir, UdpEcho, Warpline, add_route_via, command_in,
-    enable_forwarding, ha_status, require_tool, start_boringtun, wait_for, warpline_up,
+    enable_forwarding, ha_status, ip, require_tool, serial, start_boringtun, wait_for, warpline_up,
 };
 use warpline_control::keys::PrivateKey;
 use warpline_dataplane::lab::{Endpoint, Host, require_root, unique_name};
@@ -54,17 +54,6 @@ const HA_KEY: &str = "d2FycGxpbmUtaGEtbGFiLWtleS0zMi1ieXRlcyEhISE=";
 /// waits before it handshakes again. The speed goal itself (<= 1 s) is measured by
 /// `cargo xtask bench failover`, not asserted here on a shared machine.
 const MAX_GAP: Duration = Duration::from_secs(5);
-
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn ip(text: &str) -> IpAddr {
-    text.parse().unwrap()
-}
 
 /// The hosts and their links (dropped after the processes the tests declare later).
 struct Lab {
@@ -258,6 +247,36 @@ fn handshakes(gateway: &Warpline, client: &PrivateKey) -> u64 {
         .unwrap()
 }
 
+/// The stock client in the client host, tunnelled to the gateways' `endpoint` (the VIP, or
+/// a node's own address) for the LAN and the gateways' tunnel address, and a probe from it
+/// to the server's echo.
+fn stock_client_with_probe(
+    lab: &Lab,
+    dir: &TempDir,
+    client_key: &PrivateKey,
+    gateway_key: &PrivateKey,
+    endpoint: &str,
+) -> (Proc, Probe) {
+    let client = start_boringtun(
+        dir,
+        &lab.client,
+        &StockClient {
+            ifname: "wgc",
+            key: client_key,
+            gateway: &gateway_key.public_key(),
+            endpoint: SocketAddr::new(ip(endpoint), 51820),
+            addresses: &[(ip(CLIENT_TUNNEL), 32)],
+            routes: &[(ip("10.211.0.0"), 24), (ip("10.99.0.1"), 32)],
+        },
+    );
+    let probe = Probe::start(
+        &lab.client,
+        ip(CLIENT_TUNNEL),
+        SocketAddr::new(ip(SERVER), ECHO_PORT),
+    );
+    (client, probe)
+}
+
 /// Starts an iperf3 TCP flow of `seconds` through the tunnel; join for its result.
 fn iperf3_flow(lab: &Lab, seconds: u32) -> (Proc, JoinHandle<std::process::Output>) {
     let iperf3 = require_tool("iperf3", "apt iperf3");
@@ -352,23 +371,7 @@ fn active_passive_pair(xdp: bool) {
     });
     assert_eq!(role(&b), "standby");
 
-    let _client = start_boringtun(
-        &dir,
-        &lab.client,
-        &StockClient {
-            ifname: "wgc",
-            key: &client_key,
-            gateway: &gateway_key.public_key(),
-            endpoint: SocketAddr::new(ip(WAN_VIP), 51820),
-            addresses: &[(ip(CLIENT_TUNNEL), 32)],
-            routes: &[(ip("10.211.0.0"), 24), (ip("10.99.0.1"), 32)],
-        },
-    );
-    let probe = Probe::start(
-        &lab.client,
-        ip(CLIENT_TUNNEL),
-        SocketAddr::new(ip(SERVER), ECHO_PORT),
-    );
+    let (_client, probe) = stock_client_with_probe(&lab, &dir, &client_key, &gateway_key, WAN_VIP);
     probe.wait_resumed(Instant::now(), Duration::from_secs(10));
     wait_for("B to hold A's session", Duration::from_secs(5), || {
         ha_status(&b)["records_held"].as_u64() >= Some(1)
@@ -623,23 +626,9 @@ fn split_brain_never_reuses_a_key_and_counter() {
     lab.gateways[0]
         .add_address(&lab.lan[0], ip(LAN_VIP), 24)
         .unwrap();
-    let _client = start_boringtun(
-        &dir,
-        &lab.client,
-        &StockClient {
-            ifname: "wgc",
-            key: &client_key,
-            gateway: &gateway_key.public_key(),
-            endpoint: SocketAddr::new(ip("10.210.0.1"), 51820),
-            addresses: &[(ip(CLIENT_TUNNEL), 32)],
-            routes: &[(ip("10.211.0.0"), 24), (ip("10.99.0.1"), 32)],
-        },
-    );
-    let probe = Probe::start(
-        &lab.client,
-        ip(CLIENT_TUNNEL),
-        SocketAddr::new(ip(SERVER), ECHO_PORT),
-    );
+    // The client also routes the gateways' tunnel address (for the split-brain sends).
+    let (_client, probe) =
+        stock_client_with_probe(&lab, &dir, &client_key, &gateway_key, "10.210.0.1");
     probe.wait_resumed(Instant::now(), Duration::from_secs(10));
     wait_for("B to hold A's session", Duration::from_secs(5), || {
         ha_status(&b)["records_held"].as_u64() >= Some(1)
@@ -846,23 +835,7 @@ fn measure_failovers(mode: BenchMode, failovers: usize) -> (Vec<f64>, u64) {
             start_keepalived_tracking(&lab, 1, &gateways[1], &secure, synced),
         ]
     });
-    let _client = start_boringtun(
-        &dir,
-        &lab.client,
-        &StockClient {
-            ifname: "wgc",
-            key: &client_key,
-            gateway: &gateway_key.public_key(),
-            endpoint: SocketAddr::new(ip(WAN_VIP), 51820),
-            addresses: &[(ip(CLIENT_TUNNEL), 32)],
-            routes: &[(ip("10.211.0.0"), 24)],
-        },
-    );
-    let probe = Probe::start(
-        &lab.client,
-        ip(CLIENT_TUNNEL),
-        SocketAddr::new(ip(SERVER), ECHO_PORT),
-    );
+    let (_client, probe) = stock_client_with_probe(&lab, &dir, &client_key, &gateway_key, WAN_VIP);
     probe.wait_resumed(Instant::now(), Duration::from_secs(20));
     let total_handshakes = || -> u64 { gateways.iter().map(|g| handshakes(g, &client_key)).sum() };
     let handshakes_before = total_handshakes();
@@ -1013,23 +986,7 @@ fn builtin_pair_elects_fails_over_and_back_without_keepalived() {
         "builtin mode let a manual promote through"
     );
 
-    let _client = start_boringtun(
-        &dir,
-        &lab.client,
-        &StockClient {
-            ifname: "wgc",
-            key: &client_key,
-            gateway: &gateway_key.public_key(),
-            endpoint: SocketAddr::new(ip(WAN_VIP), 51820),
-            addresses: &[(ip(CLIENT_TUNNEL), 32)],
-            routes: &[(ip("10.211.0.0"), 24)],
-        },
-    );
-    let probe = Probe::start(
-        &lab.client,
-        ip(CLIENT_TUNNEL),
-        SocketAddr::new(ip(SERVER), ECHO_PORT),
-    );
+    let (_client, probe) = stock_client_with_probe(&lab, &dir, &client_key, &gateway_key, WAN_VIP);
     probe.wait_resumed(Instant::now(), Duration::from_secs(10));
     wait_for("B to hold A's session", Duration::from_secs(5), || {
         ha_status(&b)["records_held"].as_u64() >= Some(1)

@@ -19,6 +19,20 @@ use std::time::{Duration, Instant};
 
 use warpline_dataplane::lab::{Host, NetNs, unique_name};
 
+/// The lab tests share two cores; running them one at a time keeps each well inside its
+/// time budget and the measured rates meaningful.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// An address literal of the lab.
+pub fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
 /// How CI installs the tools these tests need.
 pub const INSTALL_HINT: &str = "run `cargo xtask deps` as root (it installs wireguard-tools and \
      iperf3 with apt and boringtun-cli 0.7.1 with `cargo install boringtun-cli --version 0.7.1 \
