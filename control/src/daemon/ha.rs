@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use rand_core::CryptoRngCore;
 use warpline_dataplane::time::Time;
+use warpline_dataplane::wire::wireguard::Transport;
 
 use super::DaemonError;
 use super::ha_link::{HaLinks, LinkEvent};
@@ -20,9 +21,6 @@ use crate::node::Node;
 /// The longest the event loop may sleep with HA on: sync events and checkpoints must not
 /// wait for the portable loop's 100 ms tick.
 pub const MAX_SLEEP: Duration = Duration::from_millis(5);
-
-/// WireGuard's transport message type and the offset of its receiver index.
-const TRANSPORT_TYPE: u8 = 4;
 
 /// HA for one running interface.
 #[derive(Debug)]
@@ -209,11 +207,11 @@ impl Ha {
         datagram: &[u8],
         node: &mut Node<R>,
     ) {
-        if datagram.len() < 16 || datagram[0] != TRANSPORT_TYPE || datagram[1..4] != [0, 0, 0] {
-            return;
+        // The protocol's own parser: anything but a well-formed transport message is left
+        // to the node.
+        if let Ok(transport) = Transport::new_checked(datagram) {
+            self.index_arrived(now, transport.receiver_index(), node);
         }
-        let index = u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]);
-        self.index_arrived(now, index, node);
     }
 
     /// A transport packet for `index` arrived (on the socket or a data-plane worker).
