@@ -48,7 +48,8 @@ pub use self::layout_keys::{
     max_mtu_for, parse_cpu_list,
 };
 pub use self::values::{
-    InterfaceAddress, IpPrefix, MIN_MTU, RoutingTable, ValueError, XdpMode, parse_allowed_ip,
+    InnerSide, InterfaceAddress, IpPrefix, MIN_MTU, RoutingTable, ValueError, XdpMode,
+    parse_allowed_ip,
 };
 /// The AEAD suite a peer's sessions use (`Cipher =`); one type shared with the data plane.
 pub use warpline_dataplane::aead::Suite as CipherSuite;
@@ -104,6 +105,9 @@ pub struct InterfaceConfig {
     pub attach: Vec<String>,
     /// `XdpMode` (warpline extension): how the XDP program attaches to the `Attach` NICs.
     pub xdp_mode: XdpMode,
+    /// `Inner` (warpline extension): `tun` (the default) or the LAN NIC for full bypass, which
+    /// needs exactly one `Attach` NIC.
+    pub inner: InnerSide,
     /// `Workers`, `Cores`, `Queues`, `ZeroCopy`, `FrameSize`, `RingSize`, `BusyPoll` (warpline
     /// extensions): the worker layout on the `Attach` NICs; see `crate::layout`.
     pub layout: LayoutKeys,

@@ -311,6 +311,10 @@ impl LayoutError {
 /// Lays out the workers of `interface` on `host`.
 pub fn plan(interface: &InterfaceConfig, host: &HostFacts) -> Result<Layout, LayoutError> {
     let keys = &interface.layout;
+    let sockets_per_worker = match interface.inner {
+        crate::config::InnerSide::Tun => 1,
+        crate::config::InnerSide::Nic(_) => 2,
+    };
     let mtu = interface
         .mtu
         .map_or(crate::daemon::DEFAULT_MTU as u32, u32::from);
@@ -400,7 +404,8 @@ pub fn plan(interface: &InterfaceConfig, host: &HostFacts) -> Result<Layout, Lay
         },
         frame_size: keys.frame_size.bytes(),
         ring_size,
-        frames_per_worker: (2 * ring_size).max(MIN_FRAMES_PER_WORKER),
+        // A LAN socket (`Inner = <nic>`) shares the UMEM and keeps its own rings full too.
+        frames_per_worker: (sockets_per_worker * 2 * ring_size).max(MIN_FRAMES_PER_WORKER),
         busy_poll: keys.busy_poll,
     };
     Ok(layout)

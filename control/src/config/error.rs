@@ -39,6 +39,7 @@ impl Section {
                 "TestTimerScale",
                 "Attach",
                 "XdpMode",
+                "Inner",
                 "Workers",
                 "Cores",
                 "Queues",

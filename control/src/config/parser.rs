@@ -18,7 +18,7 @@ use super::ha_keys::{
 };
 use super::layout_keys::{LayoutKeys, parse_on_off};
 use super::values::{
-    DnsItem, InterfaceAddress, IpPrefix, RoutingTable, ValueError, XdpMode, list_items,
+    DnsItem, InnerSide, InterfaceAddress, IpPrefix, RoutingTable, ValueError, XdpMode, list_items,
     parse_allowed_ip, parse_bool, parse_dns_item, parse_fwmark, parse_interface_name,
     parse_keepalive, parse_mtu, parse_port, value_error,
 };
@@ -210,6 +210,7 @@ struct InterfaceBuilder {
     metrics_address: Option<std::net::SocketAddr>,
     test_timer_scale: Option<std::num::NonZeroU32>,
     attach: Vec<String>,
+    inner: InnerSide,
     xdp_mode: XdpMode,
     layout: LayoutKeys,
     ha: HaBuilder,
@@ -335,6 +336,7 @@ impl InterfaceBuilder {
             metrics_address: None,
             test_timer_scale: None,
             attach: Vec::new(),
+            inner: InnerSide::Tun,
             xdp_mode: XdpMode::Auto,
             layout: LayoutKeys::default(),
             ha: HaBuilder::default(),
@@ -420,6 +422,7 @@ impl InterfaceBuilder {
                 }
             }
             "XdpMode" => self.xdp_mode = value.parse::<XdpMode>().map_err(invalid)?,
+            "Inner" => self.inner = value.parse::<InnerSide>().map_err(invalid)?,
             "Workers" => self.layout.workers = value.parse().map_err(invalid)?,
             "Cores" => self.layout.cores = Some(value.parse().map_err(invalid)?),
             "Queues" => self.layout.queues = value.parse().map_err(invalid)?,
@@ -485,6 +488,29 @@ impl InterfaceBuilder {
                 },
             ));
         }
+        if let InnerSide::Nic(lan) = &self.inner {
+            let problem = match self.attach.as_slice() {
+                [wan] if wan == lan => Some(format!(
+                    "{lan} is the Attach NIC (the WAN side); Inner names the LAN NIC"
+                )),
+                [_] => None,
+                attached => Some(format!(
+                    "Inner = {lan} (full bypass) needs exactly one Attach NIC, the WAN side; \
+                     found {}",
+                    attached.len()
+                )),
+            };
+            if let Some(problem) = problem {
+                return Err((
+                    self.single_valued.line_of("Inner"),
+                    ConfigErrorKind::InvalidValue {
+                        section: Section::Interface,
+                        key: "Inner",
+                        problem,
+                    },
+                ));
+            }
+        }
         let ha = self.ha.build(&self.single_valued)?;
         Ok(InterfaceConfig {
             private_key,
@@ -501,6 +527,7 @@ impl InterfaceBuilder {
             test_timer_scale: self.test_timer_scale,
             attach: self.attach,
             xdp_mode: self.xdp_mode,
+            inner: self.inner,
             layout: self.layout,
             ha,
         })

@@ -139,6 +139,7 @@ fn every_documented_key_is_accepted() {
         ("TestTimerScale", "60"),
         ("Attach", "eth0"),
         ("XdpMode", "native"),
+        ("Inner", "tun"),
         ("Workers", "2"),
         ("Cores", "2-3"),
         ("Queues", "auto"),
@@ -294,8 +295,8 @@ fn unknown_key_lists_the_valid_keys_of_its_section() {
         message,
         "wl0.conf:3: [Interface] unknown key \"ListenPrt\"; valid keys are PrivateKey, \
          ListenPort, Address, MTU, DNS, Table, FwMark, PreUp, PostUp, PreDown, PostDown, \
-         SaveConfig, MetricsAddress, TestTimerScale, Attach, XdpMode, Workers, Cores, Queues, \
-         ZeroCopy, FrameSize, RingSize, BusyPoll, HaMode, HaNodeId, HaKey, HaListen, HaPeer, \
+         SaveConfig, MetricsAddress, TestTimerScale, Attach, XdpMode, Inner, Workers, Cores, \
+         Queues, ZeroCopy, FrameSize, RingSize, BusyPoll, HaMode, HaNodeId, HaKey, HaListen, HaPeer, \
          HaCheckpointMs, HaVirtualIp, HaPriority, HaPreempt"
     );
     let message = parse_err(&format!("{}[Peer]\nAddress = 10.0.0.1\n", interface_only()));
@@ -602,6 +603,7 @@ fn valid_config() -> impl Strategy<Value = Config> {
                 .into_iter()
                 .filter(|p| p.public_key != own && seen.insert(p.public_key))
                 .collect();
+            let full_bypass = fwmark % 9 == 0;
             Config {
                 interface: InterfaceConfig {
                     private_key,
@@ -620,15 +622,23 @@ fn valid_config() -> impl Strategy<Value = Config> {
                     metrics_address: None,
                     test_timer_scale: None,
                     // Frames only bound the MTU in XDP mode, so only small MTUs attach.
-                    attach: if fwmark % 3 == 0 && mtu.is_none_or(|mtu| mtu <= 1500) {
-                        vec!["eth0".to_owned(), "eth1".to_owned()]
-                    } else {
-                        Vec::new()
+                    attach: match (
+                        fwmark % 3 == 0 && mtu.is_none_or(|mtu| mtu <= 1500),
+                        full_bypass,
+                    ) {
+                        (false, _) => Vec::new(),
+                        (true, false) => vec!["eth0".to_owned(), "eth1".to_owned()],
+                        (true, true) => vec!["eth0".to_owned()],
                     },
                     xdp_mode: if fwmark % 2 == 0 {
                         XdpMode::Generic
                     } else {
                         XdpMode::Auto
+                    },
+                    inner: if full_bypass && fwmark % 3 == 0 && mtu.is_none_or(|mtu| mtu <= 1500) {
+                        InnerSide::Nic("lan0".to_owned())
+                    } else {
+                        InnerSide::Tun
                     },
                     layout,
                     ha: (fwmark % 4 == 1).then(|| HaConfig {
@@ -983,5 +993,38 @@ fn a_peer_may_list_several_endpoints_with_failover_keys() {
             .unwrap_err()
             .to_string();
         assert!(error.contains(key), "{keys:?}: {error}");
+    }
+}
+
+#[test]
+fn inner_names_the_lan_nic_beside_exactly_one_attach_nic() {
+    let parse = |text: &str| Config::parse(text, "wl0.conf");
+    let config = parse(&format!(
+        "{}Attach = eth0\nInner = eth1\n",
+        interface_only()
+    ))
+    .unwrap();
+    assert_eq!(config.interface.inner, InnerSide::Nic("eth1".to_owned()));
+    let config = parse(&format!("{}Inner = TUN\n", interface_only())).unwrap();
+    assert_eq!(config.interface.inner, InnerSide::Tun);
+    for (extra, expected) in [
+        (
+            "Inner = eth1\n",
+            "needs exactly one Attach NIC, the WAN side; found 0",
+        ),
+        (
+            "Attach = eth0, eth2\nInner = eth1\n",
+            "needs exactly one Attach NIC, the WAN side; found 2",
+        ),
+        ("Attach = eth0\nInner = eth0\n", "eth0 is the Attach NIC"),
+        (
+            "Attach = eth0\nInner = a/b\n",
+            "neither `tun` nor a network interface",
+        ),
+        ("Attach = eth0\nInner = eth1\nInner = eth2\n", "Inner"),
+    ] {
+        let message = parse_err(&format!("{}{extra}", interface_only()));
+        assert!(message.contains(expected), "{extra:?}: {message}");
+        assert!(message.contains("Inner"), "{extra:?}: {message}");
     }
 }

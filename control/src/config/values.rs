@@ -234,6 +234,44 @@ impl fmt::Display for XdpMode {
     }
 }
 
+/// The inner side of the gateway (`Inner =`): where decapsulated packets leave and where
+/// packets for the tunnels come from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum InnerSide {
+    /// A TUN interface: the kernel routes between it and the LAN (one copy per packet).
+    #[default]
+    Tun,
+    /// A LAN NIC over AF_XDP (full bypass): the steering program in its LAN role sends
+    /// packets for the tunnels' prefixes to the workers, whose sockets on it share each
+    /// queue's UMEM with the `Attach` NIC's.
+    Nic(String),
+}
+
+impl FromStr for InnerSide {
+    type Err = ValueError;
+
+    fn from_str(text: &str) -> Result<Self, ValueError> {
+        if text.eq_ignore_ascii_case("tun") {
+            return Ok(Self::Tun);
+        }
+        parse_interface_name(text).map(Self::Nic).map_err(|_| {
+            value_error!(
+                "{text:?} is neither `tun` nor a network interface name (the LAN NIC, \
+                 1-15 characters, no '/', ':' or spaces)"
+            )
+        })
+    }
+}
+
+impl fmt::Display for InnerSide {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tun => f.write_str("tun"),
+            Self::Nic(name) => f.write_str(name),
+        }
+    }
+}
+
 /// Checks an `Attach` value: a network interface name as the kernel accepts it.
 pub(crate) fn parse_interface_name(text: &str) -> Result<String, ValueError> {
     let valid = !text.is_empty()

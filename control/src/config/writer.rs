@@ -2,7 +2,9 @@
 
 use std::fmt::{Display, Write as _};
 
-use super::{CipherSuite, Config, FailoverKeys, HaConfig, LayoutKeys, RoutingTable, XdpMode};
+use super::{
+    CipherSuite, Config, FailoverKeys, HaConfig, InnerSide, LayoutKeys, RoutingTable, XdpMode,
+};
 
 pub(super) fn write(config: &Config) -> String {
     let interface = &config.interface;
@@ -48,6 +50,9 @@ pub(super) fn write(config: &Config) -> String {
     out.list("Attach", &interface.attach);
     if interface.xdp_mode != XdpMode::Auto {
         out.pair("XdpMode", &interface.xdp_mode);
+    }
+    if interface.inner != InnerSide::Tun {
+        out.pair("Inner", &interface.inner);
     }
     write_layout(&mut out, &interface.layout);
     if let Some(ha) = &interface.ha {
