@@ -8,6 +8,7 @@
 //!   as a pure function over a batch of frames (decap and encap in place, verdicts, counted
 //!   drops).
 //! - [`allowed_ips`]: cryptokey routing, longest-prefix match.
+//! - [`next_hops`]: the LAN side's destination → Ethernet next hop map (full bypass).
 //! - [`time`]: time as a value; nothing here reads a clock.
 //! - [`xdp`], [`xsk`]: the XDP steering program's loader and our AF_XDP wrapper.
 //! - [`tun`]: the TUN device with virtio-net offloads (GSO split, GRO coalesce).
@@ -22,6 +23,7 @@
 pub mod aead;
 pub mod allowed_ips;
 pub mod lab;
+pub mod next_hops;
 pub mod pipeline;
 pub mod replay;
 pub mod session;

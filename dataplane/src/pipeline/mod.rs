@@ -27,11 +27,13 @@
 
 mod decap;
 mod encap;
+mod too_big;
 
 use std::net::SocketAddr;
 
 pub use decap::decap_batch;
 pub use encap::encap_batch;
+pub use too_big::{LanAddresses, TooBig, too_big_reply};
 
 pub use crate::sessions::{Endpoint, PeerId, Snapshot};
 use crate::wire::ethernet::{self, MacAddr};
