@@ -20,7 +20,22 @@
 //! gateway costs no CPU.
 //!
 //! The TUN side copies each inner packet once between the kernel's TUN buffer and a UMEM
-//! frame; removing that copy is the job of the AF_XDP LAN side.
+//! frame. With a [`LanSide`] (full bypass, `Inner = <nic>`) that copy goes too:
+//!
+//! - LAN → WAN: frames from the LAN NIC's AF_XDP socket (which shares the UMEM) lose their
+//!   Ethernet header by moving the frame's offset, are encapsulated in place in the headroom
+//!   the kernel left in front of them, and go on the WAN socket's TX ring.
+//! - WAN → LAN: decapsulated packets get an Ethernet header written in front of them, its
+//!   destination from the [`NextHops`](crate::next_hops) the control plane resolves, and go
+//!   on the LAN socket's TX ring.
+//! - A LAN packet larger than the tunnel MTU gets its ICMP error ("fragmentation needed",
+//!   "packet too big") written in place in its own frame and sent straight back
+//!   ([`pipeline::too_big_reply`]), at most [`ICMP_ERRORS_PER_SECOND`] a second per worker.
+//! - What needs the kernel goes to the TUN queue, never silently lost: a packet whose next
+//!   hop is unresolved (the kernel forwards it, resolving the neighbour on the way, and the
+//!   worker asks the control plane to publish the next hop), and an oversized IPv4 packet
+//!   without DF (the kernel routes it back to the TUN, whose MTU is the tunnel's, and so
+//!   fragments it).
 
 mod stats;
 
@@ -32,14 +47,17 @@ use std::time::{Duration, Instant};
 
 pub use stats::{WorkerCounter, WorkerStats, WorkerTotals};
 
+use crate::next_hops::{self, NextHopReader, NextHops};
 use crate::pipeline::{
-    self, EndpointSeen, Events, FrameRef, HEADROOM, HandshakeReason, L2Info, TAILROOM, Verdict,
+    self, DropReason, EndpointSeen, Events, FrameRef, HEADROOM, HandshakeReason, L2Info,
+    LanAddresses, TAILROOM, TooBig, Verdict,
 };
 use crate::sessions::{PeerId, SnapshotReader};
 use crate::time::Time;
 use crate::tun::gro::TcpCoalescer;
 use crate::tun::{SCRATCH_LEN, TunQueue};
-use crate::xsk::{Frame, Packet, XskSocket};
+use crate::wire::ethernet::{self, EtherType, MacAddr};
+use crate::xsk::{Frame, Packet, Umem, XskSocket};
 
 /// Frames per batch, each way.
 pub const BATCH: usize = 64;
@@ -54,6 +72,9 @@ pub enum WorkerEvent {
     /// A transport packet named a receiver index no session here has (with
     /// [`WorkerConfig::report_unknown_indices`]): an HA partner's session may be arriving.
     UnknownIndex(u32),
+    /// A decapsulated packet's destination has no next hop on the LAN NIC yet (full
+    /// bypass): the packet took the kernel's path; the control plane should resolve it.
+    NextHopNeeded(std::net::IpAddr),
 }
 
 /// How a worker runs.
@@ -76,6 +97,20 @@ pub struct WorkerConfig {
     pub report_unknown_indices: bool,
 }
 
+/// A worker's socket on the LAN NIC (full bypass, `Inner = <nic>`).
+#[derive(Debug)]
+pub struct LanSide {
+    /// Bound to the same queue number on the LAN NIC, sharing the WAN socket's UMEM, so a
+    /// frame moves between the two without a copy.
+    pub socket: XskSocket,
+    /// The LAN NIC's MAC: the source of the frames sent on it.
+    pub mac: MacAddr,
+    /// The LAN NIC's addresses: the source of the ICMP errors sent to LAN hosts.
+    pub addresses: LanAddresses,
+    /// Where decapsulated packets go on the LAN.
+    pub next_hops: NextHopReader,
+}
+
 /// Everything a worker owns.
 #[derive(Debug)]
 pub struct Worker {
@@ -83,8 +118,10 @@ pub struct Worker {
     pub socket: XskSocket,
     /// Free UMEM frames.
     pub pool: Vec<Frame>,
-    /// The worker's TUN queue.
+    /// The worker's TUN queue: the inner side, or with a LAN side the kernel's path.
     pub tun: TunQueue,
+    /// The AF_XDP LAN side, if the gateway bypasses the kernel on both sides.
+    pub lan: Option<LanSide>,
     /// The session table.
     pub sessions: SnapshotReader,
     /// Where events for the control plane go.
@@ -99,6 +136,9 @@ pub struct Worker {
 const MAX_SLEEP: Duration = Duration::from_millis(50);
 /// Frames kept back from the fill ring for inner packets on their way out.
 const TX_RESERVE: usize = 4 * BATCH;
+/// ICMP errors a worker sends to LAN hosts at most per second (as Linux's default
+/// `icmp_msgs_per_sec`): a flood of oversized packets is not reflected at line rate.
+pub const ICMP_ERRORS_PER_SECOND: u32 = 1000;
 /// A peer's event is sent at most this often per worker (its packets keep asking until the
 /// control plane acts).
 const EVENT_REPEAT: Duration = Duration::from_millis(100);
@@ -138,22 +178,27 @@ impl Worker {
     fn round(&mut self, now: Time, state: &mut LoopState) -> usize {
         self.recycle();
         let received = self.wan_to_inner(now, state);
+        let from_lan = self.lan_to_wan(now, state);
         let sent = self.inner_to_wan(now, state);
         self.report_events(now, state);
-        received + sent
+        received + from_lan + sent
     }
 
-    /// Takes back sent frames and keeps the fill ring stocked (minus a reserve for TX).
+    /// Takes back sent frames and keeps the fill rings stocked (minus a reserve for TX); with
+    /// a LAN side, the two fill rings share the spare frames.
     fn recycle(&mut self) {
-        let socket = &mut self.socket;
-        socket
-            .completion
-            .reclaim(&mut self.pool, socket.completion.size() as usize);
-        if self.pool.len() > TX_RESERVE {
-            let spare = self.pool.len() - TX_RESERVE;
-            socket.fill.fill(&mut self.pool, spare);
+        reclaim(&mut self.socket, &mut self.pool);
+        if let Some(lan) = &mut self.lan {
+            reclaim(&mut lan.socket, &mut self.pool);
         }
-        let _ = socket.wake_rx();
+        let mut spare = self.pool.len().saturating_sub(TX_RESERVE);
+        if let Some(lan) = &mut self.lan {
+            lan.socket.fill.fill(&mut self.pool, spare / 2);
+            let _ = lan.socket.wake_rx();
+            spare = self.pool.len().saturating_sub(TX_RESERVE);
+        }
+        self.socket.fill.fill(&mut self.pool, spare);
+        let _ = self.socket.wake_rx();
     }
 
     fn wan_to_inner(&mut self, now: Time, state: &mut LoopState) -> usize {
@@ -195,8 +240,24 @@ impl Worker {
             }
             Ok::<(), ()>(())
         };
+        let mut lan = self.lan.as_mut().map(|lan| (lan.mac, lan.next_hops.load()));
+        let frame_size = umem.frame_size();
         for (mut packet, verdict) in state.rx.drain(..).zip(state.verdicts) {
             if let Verdict::ToInner { offset, len, .. } = verdict {
+                if let Some((mac, next_hops)) = &mut lan {
+                    match to_lan(&umem, &mut packet, offset, len, *mac, next_hops, frame_size) {
+                        LanForward::Queued => {
+                            state.lan_tx.push(packet);
+                            continue;
+                        }
+                        LanForward::ViaKernel(destination) => {
+                            state.totals.extra[WorkerCounter::ToKernel as usize] += 1;
+                            if let Some(destination) = destination {
+                                state.next_hops_wanted.note(destination);
+                            }
+                        }
+                    }
+                }
                 let frame = umem.packet_frame_mut(&mut packet);
                 if tun.vnet_hdr() {
                     let _ = state
@@ -249,15 +310,58 @@ impl Worker {
         while !state.outgoing.is_empty() {
             let count = state.outgoing.len().min(BATCH);
             moved += count;
-            self.encap_chunk(now, state, count);
+            self.encap_chunk(now, state, count, Origin::Tun);
         }
         self.transmit(state);
         moved
     }
 
+    /// LAN → WAN (full bypass): one batch from the LAN socket, Ethernet header dropped by
+    /// moving the offset, encapsulated in place, onto the WAN TX ring.
+    fn lan_to_wan(&mut self, now: Time, state: &mut LoopState) -> usize {
+        let Some(lan) = &mut self.lan else {
+            return 0;
+        };
+        let count = lan.socket.rx.receive(&mut state.lan_rx, BATCH);
+        if count == 0 {
+            return 0;
+        }
+        state.count(WorkerCounter::LanRxFrames, count as u64);
+        let umem = self.socket.umem().clone();
+        let frame_size = umem.frame_size();
+        let mut malformed = 0u64;
+        for mut packet in state.lan_rx.drain(..) {
+            let (offset, len) = (packet.offset(), packet.len());
+            let l2 = ethernet::Frame::new_checked(umem.packet(&packet))
+                .ok()
+                // The LAN side carries untagged frames: a tag would be lost on the way back.
+                .filter(|frame| {
+                    !frame.is_tagged()
+                        && matches!(frame.ethertype(), EtherType::IPV4 | EtherType::IPV6)
+                })
+                .map(|frame| frame.header_len() as u32);
+            match l2 {
+                Some(l2) if packet.set_window(offset + l2, len - l2, frame_size) => {
+                    state.outgoing.push(packet);
+                }
+                _ => {
+                    malformed += 1;
+                    self.pool.push(packet.into_frame());
+                }
+            }
+        }
+        state.totals.pipeline.drops[DropReason::Malformed as usize] += malformed;
+        let moved = state.outgoing.len();
+        if moved > 0 {
+            self.encap_chunk(now, state, moved, Origin::Lan);
+        }
+        self.transmit(state);
+        count
+    }
+
     /// Encapsulates the first `count` outgoing packets: sealed ones move to the TX list,
     /// dropped ones back to the pool.
-    fn encap_chunk(&mut self, now: Time, state: &mut LoopState, count: usize) {
+    fn encap_chunk(&mut self, now: Time, state: &mut LoopState, count: usize, origin: Origin) {
         let umem = self.socket.umem().clone();
         let snapshot = self.sessions.load();
         {
@@ -285,36 +389,69 @@ impl Worker {
                 {
                     state.tx.push(packet);
                 }
+                Verdict::Drop(DropReason::TooBig) if origin == Origin::Lan => {
+                    let counter = self.answer_too_big(now, &umem, &mut packet, &mut state.icmp);
+                    if let Some(counter) = counter {
+                        state.totals.extra[counter as usize] += 1;
+                    }
+                    if counter == Some(WorkerCounter::IcmpTooBig) {
+                        state.lan_tx.push(packet);
+                    } else {
+                        self.pool.push(packet.into_frame());
+                    }
+                }
                 _ => self.pool.push(packet.into_frame()),
             }
+        }
+    }
+
+    /// A LAN packet above the tunnel MTU: the ICMP error written in its frame (the counter is
+    /// then [`WorkerCounter::IcmpTooBig`] and the packet is the error, for the LAN TX list),
+    /// or handed to the kernel to fragment, or dropped; returns what to count beside the
+    /// pipeline's `too_big` drop, if anything.
+    fn answer_too_big(
+        &mut self,
+        now: Time,
+        umem: &Umem,
+        packet: &mut Packet,
+        budget: &mut IcmpBudget,
+    ) -> Option<WorkerCounter> {
+        let lan = self.lan.as_ref()?;
+        let (offset, len) = (packet.offset() as usize, packet.len() as usize);
+        let mtu = u16::try_from(self.config.l2.mtu).unwrap_or(u16::MAX);
+        let frame_size = umem.frame_size();
+        let frame = umem.packet_frame_mut(packet);
+        match pipeline::too_big_reply(frame, offset, len, mtu, lan.mac, &lan.addresses) {
+            TooBig::Reply { offset, len } => {
+                if !budget.take(now) {
+                    Some(WorkerCounter::IcmpRateLimited)
+                } else {
+                    packet
+                        .set_window(offset as u32, len as u32, frame_size)
+                        .then_some(WorkerCounter::IcmpTooBig)
+                }
+            }
+            TooBig::ToKernel => Some(if self.tun.write_packet(umem.packet(packet)).is_ok() {
+                WorkerCounter::TooBigToKernel
+            } else {
+                WorkerCounter::TunWriteErrors
+            }),
+            TooBig::Drop => None,
         }
     }
 
     /// Puts the TX list on the ring and kicks the kernel; a ring that stays full drops the
     /// rest (counted) rather than stall the worker.
     fn transmit(&mut self, state: &mut LoopState) {
-        let queued = state.tx.len() as u64;
-        for _attempt in 0..8 {
-            if state.tx.is_empty() {
-                break;
-            }
-            self.socket.tx.transmit(&mut state.tx);
-            let _ = self.socket.kick_tx();
-            if !state.tx.is_empty() {
-                let socket = &mut self.socket;
-                socket
-                    .completion
-                    .reclaim(&mut self.pool, socket.completion.size() as usize);
-            }
-        }
-        let dropped = state.tx.len() as u64;
-        state.count(WorkerCounter::TxFrames, queued - dropped);
+        let (sent, dropped) = transmit_on(&mut self.socket, &mut state.tx, &mut self.pool);
+        state.count(WorkerCounter::TxFrames, sent);
         state.count(WorkerCounter::TxRingFull, dropped);
-        for packet in state.tx.drain(..) {
-            self.pool.push(packet.into_frame());
-        }
-        if self.socket.tx.pending() > 0 {
-            let _ = self.socket.kick_tx();
+        if let Some(lan) = &mut self.lan
+            && !state.lan_tx.is_empty()
+        {
+            let (sent, dropped) = transmit_on(&mut lan.socket, &mut state.lan_tx, &mut self.pool);
+            state.count(WorkerCounter::LanTxFrames, sent);
+            state.count(WorkerCounter::TxRingFull, dropped);
         }
     }
 
@@ -323,6 +460,7 @@ impl Worker {
             events,
             recent,
             totals,
+            next_hops_wanted,
             ..
         } = state;
         let mut lost = 0u64;
@@ -354,28 +492,138 @@ impl Worker {
             }
         }
         events.clear();
+        for destination in next_hops_wanted.take_due(now) {
+            if self
+                .events
+                .try_send(WorkerEvent::NextHopNeeded(destination))
+                .is_err()
+            {
+                lost += 1;
+            }
+        }
         totals.extra[WorkerCounter::EventsLost as usize] +=
             lost + std::mem::take(&mut events.overflowed);
     }
 
     fn sleep(&self) {
+        let readable = |fd: std::os::fd::BorrowedFd<'_>| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let mut fds = [
-            libc::pollfd {
-                fd: self.socket.as_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.tun.as_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            readable(self.socket.as_fd()),
+            readable(self.tun.as_fd()),
+            // Without a LAN side, a negative descriptor: poll ignores the entry.
+            self.lan.as_ref().map_or(
+                libc::pollfd {
+                    fd: -1,
+                    events: 0,
+                    revents: 0,
+                },
+                |lan| readable(lan.socket.as_fd()),
+            ),
         ];
         let millis = MAX_SLEEP.as_millis() as libc::c_int;
-        // SAFETY: `fds` is a live array of two initialised pollfd structs for the call's
+        // SAFETY: `fds` is a live array of three initialised pollfd structs for the call's
         // duration; poll only writes their `revents`. Errors (EINTR) just end the sleep.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
     }
+}
+
+/// Where a packet being encapsulated came from: what to do when it is too big differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Read from the TUN queue: the kernel already honoured the tunnel MTU.
+    Tun,
+    /// Received on the LAN socket: nobody has checked its size yet.
+    Lan,
+}
+
+/// What [`to_lan`] did with a decapsulated packet.
+enum LanForward {
+    /// Framed for the LAN: the packet now covers the Ethernet frame, for the LAN TX ring.
+    Queued,
+    /// No next hop on the LAN for this destination (if readable): the kernel's path.
+    ViaKernel(Option<std::net::IpAddr>),
+}
+
+/// Writes the Ethernet header in front of a decapsulated packet (in the outer headers'
+/// place), towards the destination's next hop.
+#[inline]
+fn to_lan(
+    umem: &Umem,
+    packet: &mut Packet,
+    offset: usize,
+    len: usize,
+    src_mac: MacAddr,
+    next_hops: &NextHops,
+    frame_size: u32,
+) -> LanForward {
+    let frame = umem.packet_frame_mut(packet);
+    let Some(inner) = frame.get(offset..offset + len) else {
+        return LanForward::ViaKernel(None);
+    };
+    let Some(destination) = next_hops::packet_destination(inner) else {
+        return LanForward::ViaKernel(None);
+    };
+    let Some(dst_mac) = next_hops.get(destination) else {
+        return LanForward::ViaKernel(Some(destination));
+    };
+    // The outer headers in front of the inner packet are far longer than an Ethernet header.
+    let Some(start) = offset.checked_sub(ethernet::HEADER_LEN) else {
+        return LanForward::ViaKernel(None);
+    };
+    let ethertype = if destination.is_ipv4() {
+        EtherType::IPV4
+    } else {
+        EtherType::IPV6
+    };
+    let header = &mut frame[start..offset];
+    header[ethernet::DST_ADDR].copy_from_slice(&dst_mac);
+    header[ethernet::SRC_ADDR].copy_from_slice(&src_mac);
+    header[ethernet::OUTER_ETHERTYPE].copy_from_slice(&ethertype.0.to_be_bytes());
+    let window = (start as u32, (len + ethernet::HEADER_LEN) as u32);
+    if packet.set_window(window.0, window.1, frame_size) {
+        LanForward::Queued
+    } else {
+        LanForward::ViaKernel(Some(destination))
+    }
+}
+
+/// Takes back the frames a socket's kernel side has sent.
+fn reclaim(socket: &mut XskSocket, pool: &mut Vec<Frame>) {
+    socket
+        .completion
+        .reclaim(pool, socket.completion.size() as usize);
+}
+
+/// Puts `list` on the socket's TX ring and kicks the kernel; a ring that stays full drops the
+/// rest rather than stall the worker. Returns (sent, dropped); the list ends empty.
+fn transmit_on(
+    socket: &mut XskSocket,
+    list: &mut Vec<Packet>,
+    pool: &mut Vec<Frame>,
+) -> (u64, u64) {
+    let queued = list.len() as u64;
+    for _attempt in 0..8 {
+        if list.is_empty() {
+            break;
+        }
+        socket.tx.transmit(list);
+        let _ = socket.kick_tx();
+        if !list.is_empty() {
+            reclaim(socket, pool);
+        }
+    }
+    let dropped = list.len() as u64;
+    for packet in list.drain(..) {
+        pool.push(packet.into_frame());
+    }
+    if socket.tx.pending() > 0 {
+        let _ = socket.kick_tx();
+    }
+    (queued - dropped, dropped)
 }
 
 /// Per-worker buffers, allocated once before the loop.
@@ -383,6 +631,10 @@ struct LoopState {
     rx: Vec<Packet>,
     outgoing: Vec<Packet>,
     tx: Vec<Packet>,
+    lan_rx: Vec<Packet>,
+    lan_tx: Vec<Packet>,
+    next_hops_wanted: WantedNextHops,
+    icmp: IcmpBudget,
     verdicts: [Verdict; BATCH],
     events: Events,
     totals: WorkerTotals,
@@ -398,6 +650,10 @@ impl LoopState {
             // A GSO read can add up to 64 KB / 576 B segments past the batch limit.
             outgoing: Vec::with_capacity(BATCH + 128),
             tx: Vec::with_capacity(BATCH + 128),
+            lan_rx: Vec::with_capacity(BATCH),
+            lan_tx: Vec::with_capacity(BATCH),
+            next_hops_wanted: WantedNextHops::default(),
+            icmp: IcmpBudget::default(),
             verdicts: [Verdict::Consumed; BATCH],
             events: Events::new(),
             totals: WorkerTotals::default(),
@@ -430,6 +686,71 @@ impl RecentEvents {
     fn note(&mut self, now: Time, peer: PeerId, kind: u8) {
         self.entries[self.next] = Some((peer, kind, now));
         self.next = (self.next + 1) % self.entries.len();
+    }
+}
+
+/// The worker's ICMP error budget: [`ICMP_ERRORS_PER_SECOND`] per one-second window.
+#[derive(Default)]
+struct IcmpBudget {
+    window_start: Option<Time>,
+    sent: u32,
+}
+
+impl IcmpBudget {
+    fn take(&mut self, now: Time) -> bool {
+        let fresh = self
+            .window_start
+            .is_none_or(|start| now.saturating_since(start) >= Duration::from_secs(1));
+        if fresh {
+            self.window_start = Some(now);
+            self.sent = 0;
+        }
+        if self.sent < ICMP_ERRORS_PER_SECOND {
+            self.sent += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Destinations whose next hop the worker asks the control plane for: a few distinct ones
+/// per round, each asked again at most every [`EVENT_REPEAT`] while its packets keep taking
+/// the kernel's path. Fixed size: nothing allocates per packet.
+#[derive(Default)]
+struct WantedNextHops {
+    pending: [Option<std::net::IpAddr>; 8],
+    asked: [Option<(std::net::IpAddr, Time)>; 8],
+    next_asked: usize,
+}
+
+impl WantedNextHops {
+    fn note(&mut self, destination: std::net::IpAddr) {
+        if self.pending.contains(&Some(destination)) {
+            return;
+        }
+        if let Some(slot) = self.pending.iter_mut().find(|slot| slot.is_none()) {
+            *slot = Some(destination);
+        }
+    }
+
+    /// The pending destinations not asked for lately, marked as asked now.
+    fn take_due(&mut self, now: Time) -> impl Iterator<Item = std::net::IpAddr> + use<> {
+        let mut due = [None; 8];
+        for (slot, out) in self.pending.iter_mut().zip(due.iter_mut()) {
+            let Some(destination) = slot.take() else {
+                continue;
+            };
+            let recently = self.asked.iter().flatten().any(|&(asked, at)| {
+                asked == destination && now.saturating_since(at) < EVENT_REPEAT
+            });
+            if !recently {
+                self.asked[self.next_asked] = Some((destination, now));
+                self.next_asked = (self.next_asked + 1) % self.asked.len();
+                *out = Some(destination);
+            }
+        }
+        due.into_iter().flatten()
     }
 }
 

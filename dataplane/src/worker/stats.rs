@@ -41,9 +41,24 @@ pub enum WorkerCounter {
     EventsLost,
     /// Times the worker went to sleep in `poll` after its busy-poll budget ran out.
     Sleeps,
+    /// Frames received on the LAN socket (full bypass).
+    LanRxFrames,
+    /// Frames handed to the LAN socket's TX ring (full bypass).
+    LanTxFrames,
+    /// Decapsulated packets handed to the kernel (TUN queue) because their destination's
+    /// next hop on the LAN NIC is not resolved yet, or is not on the LAN NIC (full bypass).
+    ToKernel,
+    /// IPv4 packets from the LAN without DF larger than the tunnel MTU, handed to the kernel
+    /// to fragment (full bypass).
+    TooBigToKernel,
+    /// ICMP "fragmentation needed" / "packet too big" errors sent to LAN hosts whose packets
+    /// were larger than the tunnel MTU (full bypass).
+    IcmpTooBig,
+    /// Such errors not sent because the worker's budget (1,000 a second) was spent.
+    IcmpRateLimited,
 }
 
-const EXTRA_COUNTERS: usize = 8;
+const EXTRA_COUNTERS: usize = 14;
 
 impl WorkerCounter {
     /// Every counter, in index order.
@@ -56,6 +71,12 @@ impl WorkerCounter {
         WorkerCounter::NoFreeFrame,
         WorkerCounter::EventsLost,
         WorkerCounter::Sleeps,
+        WorkerCounter::LanRxFrames,
+        WorkerCounter::LanTxFrames,
+        WorkerCounter::ToKernel,
+        WorkerCounter::TooBigToKernel,
+        WorkerCounter::IcmpTooBig,
+        WorkerCounter::IcmpRateLimited,
     ];
 
     /// A stable snake_case name, for `show` and metrics.
@@ -69,6 +90,12 @@ impl WorkerCounter {
             WorkerCounter::NoFreeFrame => "no_free_frame",
             WorkerCounter::EventsLost => "events_lost",
             WorkerCounter::Sleeps => "sleeps",
+            WorkerCounter::LanRxFrames => "lan_rx_frames",
+            WorkerCounter::LanTxFrames => "lan_tx_frames",
+            WorkerCounter::ToKernel => "to_kernel",
+            WorkerCounter::TooBigToKernel => "too_big_to_kernel",
+            WorkerCounter::IcmpTooBig => "icmp_too_big",
+            WorkerCounter::IcmpRateLimited => "icmp_rate_limited",
         }
     }
 }
