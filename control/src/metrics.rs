@@ -227,6 +227,7 @@ mod tests {
                 rx_packets: 10,
                 tx_packets: 11,
                 drops: vec![("bad \"tag\"".into(), 3)],
+                counters: vec![],
             }],
         }
     }

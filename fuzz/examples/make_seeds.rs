@@ -905,6 +905,7 @@ fn ctl_response_seeds() -> Seeds {
             rx_packets: 1000,
             tx_packets: 990,
             drops: vec![("replayed".into(), 3), ("bad tag".into(), 0)],
+            counters: vec![("lan_rx_frames".into(), 2)],
         }],
     };
     vec![

@@ -80,6 +80,10 @@ pub struct WorkerSnapshot {
     pub tx_packets: u64,
     /// Dropped packets by reason (`replay`, `bad tag`, ...), in the worker's order.
     pub drops: Vec<(String, u64)>,
+    /// Every worker counter by name (frames per socket, packets handed to the kernel, ...);
+    /// empty for the kernel socket's pseudo-worker.
+    #[serde(default)]
+    pub counters: Vec<(String, u64)>,
 }
 
 /// A node's place in its HA cluster (`warpline ha status`).

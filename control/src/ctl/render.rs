@@ -306,6 +306,7 @@ mod tests {
                         ("bad tag".into(), 0),
                         ("no route".into(), 3),
                     ],
+                    counters: vec![("lan_rx_frames".into(), 5)],
                 },
                 WorkerSnapshot {
                     id: 1,
@@ -313,6 +314,7 @@ mod tests {
                     rx_packets: 0,
                     tx_packets: 0,
                     drops: vec![],
+                    counters: vec![],
                 },
             ],
         }

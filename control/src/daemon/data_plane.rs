@@ -31,7 +31,8 @@ use warpline_dataplane::xdp::{AttachMode, AttachedMode, Role, Steering};
 use warpline_dataplane::xsk::{self, SocketConfig, Umem, UmemConfig, XskSocket};
 
 use super::DaemonError;
-use crate::config::{Config, XdpMode};
+use super::lan::LanControl;
+use crate::config::{Config, InnerSide, XdpMode};
 use crate::ctl::model::WorkerSnapshot;
 use crate::layout::{self, HostFacts, Layout, NicFacts};
 use crate::tunnel::Tunnel;
@@ -87,6 +88,8 @@ pub struct DataPlane {
     /// Our address each remote endpoint sent to, as the workers saw it (bounded like
     /// `learned`: one entry per peer's latest endpoint).
     learned_locals: HashMap<SocketAddr, IpAddr>,
+    /// The LAN NIC with full bypass (`Inner = <nic>`).
+    lan: Option<LanControl>,
 }
 
 impl std::fmt::Debug for DataPlane {
@@ -110,7 +113,7 @@ fn attach_mode(mode: XdpMode) -> AttachMode {
 }
 
 /// The NIC's MAC and its first IPv4 and global IPv6 address.
-fn local_addresses(
+pub(super) fn local_addresses(
     netlink: &mut Netlink,
     name: &str,
     if_index: u32,
@@ -141,13 +144,16 @@ impl DataPlane {
     /// Attaches the steering program to every `Attach` NIC, binds one AF_XDP socket on each
     /// of the first `layout.queues_per_nic` queues of each, and starts a worker per socket on
     /// `tun_queues` (one TUN queue each; [`DataPlane::tun_queues_needed`] says how many). Each
-    /// worker is pinned to [`Layout::cpu_for`] its NIC and queue.
+    /// worker is pinned to [`Layout::cpu_for`] its NIC and queue. With `Inner = <nic>` each
+    /// worker also gets a socket on the same queue of the LAN NIC over its UMEM, and the TUN
+    /// (`tun_name`) becomes the kernel's path for what the workers cannot send themselves.
     pub fn start(
         config: &Config,
         layout: &Layout,
         listen_port: u16,
         mut tun_queues: Vec<TunQueue>,
         origin: Instant,
+        tun_name: &str,
     ) -> Result<Self, DaemonError> {
         let mtu = config.interface.mtu.map_or(super::DEFAULT_MTU, usize::from);
         let frame_size = layout.frame_size;
@@ -167,6 +173,15 @@ impl DataPlane {
             u32::MAX
         } else {
             SPIN_ROUNDS_BEFORE_SLEEP
+        };
+        let mut lan = match &config.interface.inner {
+            InnerSide::Tun => None,
+            InnerSide::Nic(name) => Some(LanControl::attach(
+                &mut netlink,
+                name,
+                attach_mode(config.interface.xdp_mode),
+                tun_name,
+            )?),
         };
         let mut attached = Vec::new();
         let mut workers = Vec::new();
@@ -223,6 +238,10 @@ impl DataPlane {
                 steering
                     .set_socket(queue, socket.as_fd())
                     .map_err(|e| failed("registering the socket")(format!("{name}: {e}")))?;
+                let lan_side = match &mut lan {
+                    Some(lan) => Some(lan.bind_worker_socket(&umem, queue, layout.ring_size)?),
+                    None => None,
+                };
                 let index = workers.len();
                 let tun = tun_queues.pop().ok_or_else(|| {
                     failed("starting workers")("fewer TUN queues than NIC queues".to_owned())
@@ -234,6 +253,7 @@ impl DataPlane {
                     worker = index,
                     core,
                     bind = ?socket.bound_mode(),
+                    lan = lan.as_ref().map(LanControl::name),
                     ring = layout.ring_size,
                     frames = layout.frames_per_worker,
                     busy_poll = layout.busy_poll,
@@ -243,6 +263,7 @@ impl DataPlane {
                     socket,
                     pool,
                     tun,
+                    lan: lan_side,
                     sessions: table.reader(),
                     events: events_tx.clone(),
                     stats: Arc::new(WorkerStats::default()),
@@ -308,6 +329,7 @@ impl DataPlane {
             unresolved_since: None,
             unknown_indices: Vec::new(),
             learned_locals: HashMap::new(),
+            lan,
         })
     }
 
@@ -384,6 +406,11 @@ impl DataPlane {
                         node.initiate(now, id);
                     }
                 }
+                WorkerEvent::NextHopNeeded(destination) => {
+                    if let Some(lan) = &mut self.lan {
+                        lan.want(destination, Instant::now());
+                    }
+                }
                 WorkerEvent::UnknownIndex(index) => {
                     if self.unknown_indices.len() < MAX_UNKNOWN_INDICES
                         && !self.unknown_indices.contains(&index)
@@ -394,6 +421,9 @@ impl DataPlane {
             }
         }
         tunnel.node_mut().absorb_data_plane_traffic(now);
+        if let Some(lan) = &mut self.lan {
+            lan.refresh(&mut self.netlink, Instant::now());
+        }
         let retry_due = self
             .unresolved_since
             .is_some_and(|since| since.elapsed() >= RESOLVE_RETRY);
@@ -421,6 +451,9 @@ impl DataPlane {
         }
         for (prefix, peer) in tunnel.routes() {
             snapshot.routes_mut().insert(prefix, peer.data_plane());
+        }
+        if let Some(lan) = &mut self.lan {
+            lan.steer(tunnel.routes().map(|(prefix, _)| prefix));
         }
         self.table.publish(snapshot);
         self.published_generation = Some(tunnel.generation());
@@ -472,6 +505,7 @@ impl Drop for DataPlane {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        drop(self.lan.take());
         for attached in self.attached.drain(..) {
             drop(attached.steering);
             tracing::info!(nic = %attached.name, "XDP detached");
@@ -499,8 +533,12 @@ fn worker_snapshot(id: usize, core: Option<usize>, totals: &WorkerTotals) -> Wor
     WorkerSnapshot {
         id,
         core,
-        rx_packets: totals.get(WorkerCounter::RxFrames),
-        tx_packets: totals.get(WorkerCounter::TxFrames),
+        rx_packets: totals.get(WorkerCounter::RxFrames) + totals.get(WorkerCounter::LanRxFrames),
+        tx_packets: totals.get(WorkerCounter::TxFrames) + totals.get(WorkerCounter::LanTxFrames),
         drops,
+        counters: WorkerCounter::ALL
+            .iter()
+            .map(|c| (c.name().to_owned(), totals.get(*c)))
+            .collect(),
     }
 }

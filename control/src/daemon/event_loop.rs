@@ -186,6 +186,7 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
                 listen_port.unwrap_or(port),
                 queues,
                 start,
+                &name,
             )?)
         }
     };

@@ -14,6 +14,7 @@ mod ha;
 mod ha_link;
 mod hooks;
 mod interface;
+mod lan;
 mod notify;
 mod privileges;
 mod setup;

@@ -102,6 +102,7 @@ pub fn workers(
         rx_packets: counters.rx_packets,
         tx_packets: counters.tx_packets,
         drops,
+        counters: Vec::new(),
     });
     workers
 }
