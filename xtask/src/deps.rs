@@ -30,6 +30,11 @@ const PACKAGES: &[(&str, &str)] = &[
          no system service)",
     ),
     (
+        "iputils-ping",
+        "ping with large packets and the DF bit through the full-bypass gateways \
+         (control/tests/full_bypass.rs)",
+    ),
+    (
         "g++",
         "compiles libFuzzer (C++, via libfuzzer-sys) for the fuzz targets in fuzz/",
     ),
