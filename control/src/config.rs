@@ -108,6 +108,9 @@ pub struct InterfaceConfig {
     /// `Inner` (warpline extension): `tun` (the default) or the LAN NIC for full bypass, which
     /// needs exactly one `Attach` NIC.
     pub inner: InnerSide,
+    /// `Spread` (warpline extension, `on`/`off`): the AF_XDP workers share one tunnel's
+    /// decryption (see `warpline_dataplane::spread`).
+    pub spread: bool,
     /// `Workers`, `Cores`, `Queues`, `ZeroCopy`, `FrameSize`, `RingSize`, `BusyPoll` (warpline
     /// extensions): the worker layout on the `Attach` NICs; see `crate::layout`.
     pub layout: LayoutKeys,

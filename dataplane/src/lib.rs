@@ -7,6 +7,7 @@
 //! - [`sessions`], [`pipeline`]: the lock-free session table workers read, and the hot path
 //!   as a pure function over a batch of frames (decap and encap in place, verdicts, counted
 //!   drops).
+//! - [`spread`]: one tunnel's decryption spread over several workers, order kept.
 //! - [`allowed_ips`]: cryptokey routing, longest-prefix match.
 //! - [`next_hops`]: the LAN side's destination → Ethernet next hop map (full bypass).
 //! - [`time`]: time as a value; nothing here reads a clock.
@@ -18,7 +19,8 @@
 //! `aya` 0.14 (pinned: 0.15+ needs a newer rustc) to load XDP programs without C libraries;
 //! `libc` for the AF_XDP and netlink syscalls, wrapped by our own code because no AF_XDP
 //! crate fits (see [`xsk`]); `arc-swap` to publish session-table snapshots to workers without
-//! locks (see [`sessions`]); `zeroize` for key hygiene.
+//! locks (see [`sessions`]); `rtrb` for the wait-free rings between workers (see [`spread`]);
+//! `zeroize` for key hygiene.
 
 pub mod aead;
 pub mod allowed_ips;
@@ -28,6 +30,7 @@ pub mod pipeline;
 pub mod replay;
 pub mod session;
 pub mod sessions;
+pub mod spread;
 pub mod time;
 pub mod tun;
 pub mod wire;

@@ -40,6 +40,7 @@ impl Section {
                 "Attach",
                 "XdpMode",
                 "Inner",
+                "Spread",
                 "Workers",
                 "Cores",
                 "Queues",

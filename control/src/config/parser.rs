@@ -211,6 +211,7 @@ struct InterfaceBuilder {
     test_timer_scale: Option<std::num::NonZeroU32>,
     attach: Vec<String>,
     inner: InnerSide,
+    spread: bool,
     xdp_mode: XdpMode,
     layout: LayoutKeys,
     ha: HaBuilder,
@@ -337,6 +338,7 @@ impl InterfaceBuilder {
             test_timer_scale: None,
             attach: Vec::new(),
             inner: InnerSide::Tun,
+            spread: false,
             xdp_mode: XdpMode::Auto,
             layout: LayoutKeys::default(),
             ha: HaBuilder::default(),
@@ -423,6 +425,7 @@ impl InterfaceBuilder {
             }
             "XdpMode" => self.xdp_mode = value.parse::<XdpMode>().map_err(invalid)?,
             "Inner" => self.inner = value.parse::<InnerSide>().map_err(invalid)?,
+            "Spread" => self.spread = parse_on_off(value).map_err(invalid)?,
             "Workers" => self.layout.workers = value.parse().map_err(invalid)?,
             "Cores" => self.layout.cores = Some(value.parse().map_err(invalid)?),
             "Queues" => self.layout.queues = value.parse().map_err(invalid)?,
@@ -511,6 +514,18 @@ impl InterfaceBuilder {
                 ));
             }
         }
+        if self.spread && self.attach.is_empty() {
+            return Err((
+                self.single_valued.line_of("Spread"),
+                ConfigErrorKind::InvalidValue {
+                    section: Section::Interface,
+                    key: "Spread",
+                    problem: "Spread = on spreads the AF_XDP workers' decryption: it needs an \
+                              Attach NIC"
+                        .to_owned(),
+                },
+            ));
+        }
         let ha = self.ha.build(&self.single_valued)?;
         Ok(InterfaceConfig {
             private_key,
@@ -528,6 +543,7 @@ impl InterfaceBuilder {
             attach: self.attach,
             xdp_mode: self.xdp_mode,
             inner: self.inner,
+            spread: self.spread,
             layout: self.layout,
             ha,
         })

@@ -140,6 +140,7 @@ fn every_documented_key_is_accepted() {
         ("Attach", "eth0"),
         ("XdpMode", "native"),
         ("Inner", "tun"),
+        ("Spread", "on"),
         ("Workers", "2"),
         ("Cores", "2-3"),
         ("Queues", "auto"),
@@ -295,8 +296,8 @@ fn unknown_key_lists_the_valid_keys_of_its_section() {
         message,
         "wl0.conf:3: [Interface] unknown key \"ListenPrt\"; valid keys are PrivateKey, \
          ListenPort, Address, MTU, DNS, Table, FwMark, PreUp, PostUp, PreDown, PostDown, \
-         SaveConfig, MetricsAddress, TestTimerScale, Attach, XdpMode, Inner, Workers, Cores, \
-         Queues, ZeroCopy, FrameSize, RingSize, BusyPoll, HaMode, HaNodeId, HaKey, HaListen, HaPeer, \
+         SaveConfig, MetricsAddress, TestTimerScale, Attach, XdpMode, Inner, Spread, Workers, \
+         Cores, Queues, ZeroCopy, FrameSize, RingSize, BusyPoll, HaMode, HaNodeId, HaKey, HaListen, HaPeer, \
          HaCheckpointMs, HaVirtualIp, HaPriority, HaPreempt"
     );
     let message = parse_err(&format!("{}[Peer]\nAddress = 10.0.0.1\n", interface_only()));
@@ -635,6 +636,7 @@ fn valid_config() -> impl Strategy<Value = Config> {
                     } else {
                         XdpMode::Auto
                     },
+                    spread: fwmark % 3 == 0 && fwmark % 2 == 1 && mtu.is_none_or(|mtu| mtu <= 1500),
                     inner: if full_bypass && fwmark % 3 == 0 && mtu.is_none_or(|mtu| mtu <= 1500) {
                         InnerSide::Nic("lan0".to_owned())
                     } else {
@@ -1027,4 +1029,24 @@ fn inner_names_the_lan_nic_beside_exactly_one_attach_nic() {
         assert!(message.contains(expected), "{extra:?}: {message}");
         assert!(message.contains("Inner"), "{extra:?}: {message}");
     }
+}
+
+#[test]
+fn spread_needs_an_attach_nic() {
+    let config = Config::parse(
+        &format!("{}Attach = eth0\nSpread = on\n", interface_only()),
+        "wl0.conf",
+    )
+    .unwrap();
+    assert!(config.interface.spread);
+    let message = parse_err(&format!("{}Spread = on\n", interface_only()));
+    assert!(
+        message.contains("Spread") && message.contains("needs an Attach NIC"),
+        "{message}"
+    );
+    let message = parse_err(&format!(
+        "{}Attach = eth0\nSpread = maybe\n",
+        interface_only()
+    ));
+    assert!(message.contains("Spread"), "{message}");
 }

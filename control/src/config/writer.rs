@@ -54,6 +54,9 @@ pub(super) fn write(config: &Config) -> String {
     if interface.inner != InnerSide::Tun {
         out.pair("Inner", &interface.inner);
     }
+    if interface.spread {
+        out.pair("Spread", &"on");
+    }
     write_layout(&mut out, &interface.layout);
     if let Some(ha) = &interface.ha {
         write_ha(&mut out, ha);

@@ -21,6 +21,7 @@ use rand_core::CryptoRngCore;
 use warpline_dataplane::lab::Netlink;
 use warpline_dataplane::pipeline::{HEADROOM, L2Info, TAILROOM};
 use warpline_dataplane::sessions::{self, Endpoint, SessionTable, Snapshot};
+use warpline_dataplane::spread::Spread;
 use warpline_dataplane::time::Time;
 use warpline_dataplane::tun::TunQueue;
 use warpline_dataplane::wire::ethernet::MacAddr;
@@ -264,6 +265,7 @@ impl DataPlane {
                     pool,
                     tun,
                     lan: lan_side,
+                    spread: None,
                     sessions: table.reader(),
                     events: events_tx.clone(),
                     stats: Arc::new(WorkerStats::default()),
@@ -288,6 +290,20 @@ impl DataPlane {
                 if_index: link.index,
                 steering,
             });
+        }
+        if config.interface.spread && workers.len() > 1 {
+            let umems: Vec<Umem> = workers.iter().map(|w| w.socket.umem().clone()).collect();
+            let spreads = Spread::mesh(&umems)
+                .map_err(|e| failed("linking the workers (Spread = on)")(e.to_string()))?;
+            for (worker, spread) in workers.iter_mut().zip(spreads) {
+                worker.spread = Some(spread);
+            }
+            tracing::info!(
+                workers = workers.len(),
+                "Spread = on: each worker deals large batches out to the others, order kept"
+            );
+        } else if config.interface.spread {
+            tracing::warn!("Spread = on has nothing to spread over: one AF_XDP worker");
         }
         let stats = workers
             .iter()

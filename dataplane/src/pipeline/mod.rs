@@ -230,6 +230,19 @@ impl DropCounters {
         self.drops.iter().sum()
     }
 
+    /// Adds another set of counters (a helper worker's, for this worker's frames) and zeroes
+    /// it.
+    pub fn absorb(&mut self, other: &mut DropCounters) {
+        for (mine, theirs) in self.drops.iter_mut().zip(other.drops) {
+            *mine += theirs;
+        }
+        self.to_inner += other.to_inner;
+        self.to_outer += other.to_outer;
+        self.to_control += other.to_control;
+        self.keepalives += other.keepalives;
+        *other = DropCounters::default();
+    }
+
     #[inline]
     fn count(&mut self, verdict: Verdict) {
         match verdict {
@@ -344,6 +357,22 @@ impl Events {
         self.endpoints_len = 0;
         self.handshakes_len = 0;
         self.unknown_len = 0;
+    }
+
+    /// Adds another list's events (a batch a helper worker decapsulated for this one) and
+    /// empties it.
+    pub fn absorb(&mut self, other: &mut Events) {
+        for seen in other.endpoints() {
+            self.endpoint_seen(seen);
+        }
+        for (peer, reason) in other.handshakes() {
+            self.handshake_needed(peer, reason);
+        }
+        for index in other.unknown_indices() {
+            self.unknown_index(*index);
+        }
+        self.overflowed += std::mem::take(&mut other.overflowed);
+        other.clear();
     }
 
     fn unknown_index(&mut self, index: u32) {

@@ -53,6 +53,7 @@ use crate::pipeline::{
     LanAddresses, TAILROOM, TooBig, Verdict,
 };
 use crate::sessions::{PeerId, SnapshotReader};
+use crate::spread::{CHUNK, Spread};
 use crate::time::Time;
 use crate::tun::gro::TcpCoalescer;
 use crate::tun::{SCRATCH_LEN, TunQueue};
@@ -122,6 +123,8 @@ pub struct Worker {
     pub tun: TunQueue,
     /// The AF_XDP LAN side, if the gateway bypasses the kernel on both sides.
     pub lan: Option<LanSide>,
+    /// Links to the other workers, to spread one tunnel's decryption (`Spread = on`).
+    pub spread: Option<Spread>,
     /// The session table.
     pub sessions: SnapshotReader,
     /// Where events for the control plane go.
@@ -177,11 +180,14 @@ impl Worker {
     /// One batch each way; returns how many frames moved.
     fn round(&mut self, now: Time, state: &mut LoopState) -> usize {
         self.recycle();
+        let helped = self.help_others(now, state);
         let received = self.wan_to_inner(now, state);
         let from_lan = self.lan_to_wan(now, state);
         let sent = self.inner_to_wan(now, state);
         self.report_events(now, state);
-        received + from_lan + sent
+        let in_flight = self.spread.as_ref().is_some_and(|spread| !spread.is_idle());
+        // Dealt chunks still out keep the worker awake: it must take them back.
+        received + from_lan + sent + helped + usize::from(in_flight)
     }
 
     /// Takes back sent frames and keeps the fill rings stocked (minus a reserve for TX); with
@@ -202,20 +208,32 @@ impl Worker {
     }
 
     fn wan_to_inner(&mut self, now: Time, state: &mut LoopState) -> usize {
-        let count = self.socket.rx.receive(&mut state.rx, BATCH);
-        if count == 0 {
-            return 0;
-        }
-        state.count(WorkerCounter::RxFrames, count as u64);
-        if let Some(limit) = self.config.panic_after_frames {
-            let received = state.totals.get(WorkerCounter::RxFrames);
-            assert!(
-                received < limit,
-                "fault test: worker panics after {limit} frames"
-            );
+        let room = self.spread.as_ref().map_or(BATCH, Spread::capacity);
+        let count = self.socket.rx.receive(&mut state.rx, room.min(BATCH));
+        if count > 0 {
+            state.count(WorkerCounter::RxFrames, count as u64);
+            if let Some(limit) = self.config.panic_after_frames {
+                let received = state.totals.get(WorkerCounter::RxFrames);
+                assert!(
+                    received < limit,
+                    "fault test: worker panics after {limit} frames"
+                );
+            }
         }
         let umem = self.socket.umem().clone();
         let snapshot = self.sessions.load();
+        // A batch worth dealing out, or any batch while dealt chunks are still out (order).
+        if let Some(spread) = &mut self.spread
+            && (count > CHUNK || !spread.is_idle())
+        {
+            let dealt = spread.dispatch(&mut state.rx, &umem, now, snapshot);
+            state.count(WorkerCounter::ChunksDealt, dealt as u64);
+            self.take_back_chunks(state, &umem);
+            return count;
+        }
+        if count == 0 {
+            return 0;
+        }
         {
             let mut frames: [FrameRef<'_>; BATCH] =
                 std::array::from_fn(|_| FrameRef::new(&mut [], 0, 0));
@@ -232,6 +250,50 @@ impl Worker {
                 &mut state.events,
             );
         }
+        let mut received = std::mem::take(&mut state.rx);
+        let verdicts = state.verdicts;
+        self.deliver(state, &umem, received.drain(..).zip(verdicts));
+        state.rx = received;
+        count
+    }
+
+    /// Delivers the dealt chunks that are back, in dealing order (see [`crate::spread`]).
+    fn take_back_chunks(&mut self, state: &mut LoopState, umem: &Umem) {
+        loop {
+            let Some(spread) = &mut self.spread else {
+                return;
+            };
+            let Some(mut chunk) = spread.next_done() else {
+                return;
+            };
+            state.totals.pipeline.absorb(&mut chunk.counters);
+            state.events.absorb(&mut chunk.events);
+            let verdicts = chunk.verdicts;
+            self.deliver(state, umem, chunk.packets.drain(..).zip(verdicts));
+            if let Some(spread) = &mut self.spread {
+                spread.recycle(chunk);
+            }
+        }
+    }
+
+    /// Decapsulates chunks other workers dealt to this one (see [`crate::spread`]).
+    fn help_others(&mut self, now: Time, state: &mut LoopState) -> usize {
+        let Some(spread) = &mut self.spread else {
+            return 0;
+        };
+        let helped = spread.help(now, self.sessions.load());
+        state.count(WorkerCounter::ChunksHelped, helped as u64);
+        helped
+    }
+
+    /// Sends decapsulated frames on: inner packets to the LAN socket or the TUN queue, the
+    /// frames of everything else back to the pool.
+    fn deliver(
+        &mut self,
+        state: &mut LoopState,
+        umem: &Umem,
+        frames: impl Iterator<Item = (Packet, Verdict)>,
+    ) {
         let tun = &self.tun;
         let write_errors = std::cell::Cell::new(0u64);
         let mut write = |header: &_, packet: &[u8]| {
@@ -242,10 +304,10 @@ impl Worker {
         };
         let mut lan = self.lan.as_mut().map(|lan| (lan.mac, lan.next_hops.load()));
         let frame_size = umem.frame_size();
-        for (mut packet, verdict) in state.rx.drain(..).zip(state.verdicts) {
+        for (mut packet, verdict) in frames {
             if let Verdict::ToInner { offset, len, .. } = verdict {
                 if let Some((mac, next_hops)) = &mut lan {
-                    match to_lan(&umem, &mut packet, offset, len, *mac, next_hops, frame_size) {
+                    match to_lan(umem, &mut packet, offset, len, *mac, next_hops, frame_size) {
                         LanForward::Queued => {
                             state.lan_tx.push(packet);
                             continue;
@@ -271,7 +333,6 @@ impl Worker {
         }
         let _ = state.coalescer.flush(&mut write);
         state.count(WorkerCounter::TunWriteErrors, write_errors.get());
-        count
     }
 
     fn inner_to_wan(&mut self, now: Time, state: &mut LoopState) -> usize {
@@ -514,22 +575,38 @@ impl Worker {
         let mut fds = [
             readable(self.socket.as_fd()),
             readable(self.tun.as_fd()),
-            // Without a LAN side, a negative descriptor: poll ignores the entry.
-            self.lan.as_ref().map_or(
-                libc::pollfd {
-                    fd: -1,
-                    events: 0,
-                    revents: 0,
-                },
-                |lan| readable(lan.socket.as_fd()),
-            ),
+            // Without a LAN side or spreading, a negative descriptor: poll ignores it.
+            self.lan
+                .as_ref()
+                .map_or(IGNORED, |lan| readable(lan.socket.as_fd())),
+            self.spread
+                .as_ref()
+                .map_or(IGNORED, |spread| readable(spread.waker().as_fd())),
         ];
+        if let Some(spread) = &self.spread {
+            spread.waker().about_to_sleep();
+            // A chunk dealt before the flag was up would not have woken us: look once more.
+            if spread.has_help_to_give() {
+                spread.waker().awake();
+                return;
+            }
+        }
         let millis = MAX_SLEEP.as_millis() as libc::c_int;
-        // SAFETY: `fds` is a live array of three initialised pollfd structs for the call's
+        // SAFETY: `fds` is a live array of four initialised pollfd structs for the call's
         // duration; poll only writes their `revents`. Errors (EINTR) just end the sleep.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+        if let Some(spread) = &self.spread {
+            spread.waker().awake();
+        }
     }
 }
+
+/// A `pollfd` entry `poll` skips.
+const IGNORED: libc::pollfd = libc::pollfd {
+    fd: -1,
+    events: 0,
+    revents: 0,
+};
 
 /// Where a packet being encapsulated came from: what to do when it is too big differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

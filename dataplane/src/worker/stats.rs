@@ -56,9 +56,13 @@ pub enum WorkerCounter {
     IcmpTooBig,
     /// Such errors not sent because the worker's budget (1,000 a second) was spent.
     IcmpRateLimited,
+    /// Chunks of received frames this worker dealt to other workers (`Spread = on`).
+    ChunksDealt,
+    /// Chunks other workers dealt to this one, decapsulated here (`Spread = on`).
+    ChunksHelped,
 }
 
-const EXTRA_COUNTERS: usize = 14;
+const EXTRA_COUNTERS: usize = 16;
 
 impl WorkerCounter {
     /// Every counter, in index order.
@@ -77,6 +81,8 @@ impl WorkerCounter {
         WorkerCounter::TooBigToKernel,
         WorkerCounter::IcmpTooBig,
         WorkerCounter::IcmpRateLimited,
+        WorkerCounter::ChunksDealt,
+        WorkerCounter::ChunksHelped,
     ];
 
     /// A stable snake_case name, for `show` and metrics.
@@ -96,6 +102,8 @@ impl WorkerCounter {
             WorkerCounter::TooBigToKernel => "too_big_to_kernel",
             WorkerCounter::IcmpTooBig => "icmp_too_big",
             WorkerCounter::IcmpRateLimited => "icmp_rate_limited",
+            WorkerCounter::ChunksDealt => "chunks_dealt",
+            WorkerCounter::ChunksHelped => "chunks_helped",
         }
     }
 }
