@@ -106,6 +106,21 @@ pub fn render_prometheus(snapshot: &InterfaceSnapshot) -> String {
             })
             .collect::<Vec<_>>(),
     );
+    family(
+        "warpline_worker_events_total",
+        "counter",
+        "Worker events by name: frames per socket, packets handed to the kernel, ICMP errors \
+         sent, chunks dealt and helped (see docs/metrics.md).",
+        &snapshot
+            .workers
+            .iter()
+            .flat_map(|w| {
+                w.counters.iter().map(move |(name, count)| {
+                    (format!("{},event=\"{}\"", worker(w), label(name)), *count)
+                })
+            })
+            .collect::<Vec<_>>(),
+    );
     out
 }
 
@@ -227,7 +242,7 @@ mod tests {
                 rx_packets: 10,
                 tx_packets: 11,
                 drops: vec![("bad \"tag\"".into(), 3)],
-                counters: vec![],
+                counters: vec![("lan_rx_frames".into(), 9)],
             }],
         }
     }
@@ -267,6 +282,12 @@ mod tests {
         let metrics = get("/metrics");
         assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
         assert!(metrics.contains("warpline_worker_transmit_packets_total"));
+        assert!(
+            metrics.contains(
+                "warpline_worker_events_total{interface=\"wl0\",worker=\"0\",event=\"lan_rx_frames\"} 9"
+            ),
+            "{metrics}"
+        );
         assert!(get("/secret").starts_with("HTTP/1.1 404"));
         let mut garbage = TcpStream::connect(server.local_addr()).unwrap();
         garbage.write_all(&[b'x'; MAX_REQUEST + 10]).unwrap();

@@ -64,6 +64,10 @@ pub struct Chunk {
     pub counters: DropCounters,
     /// The pipeline's events for these frames.
     pub events: Events,
+    /// The session table as the dispatcher saw it when dealing the chunk: the helper opens
+    /// the frames with it, so a session the dispatcher already knows (a fresh rekey) is never
+    /// missing at the helper, and every chunk of a batch sees the same table.
+    snapshot: Option<Arc<Snapshot>>,
 }
 
 impl Chunk {
@@ -73,6 +77,7 @@ impl Chunk {
             verdicts: [Verdict::Consumed; CHUNK],
             counters: DropCounters::default(),
             events: Events::new(),
+            snapshot: None,
         })
     }
 
@@ -259,14 +264,15 @@ impl Spread {
     }
 
     /// Deals `packets` (emptied) out in chunks, round robin over the helpers and this worker;
-    /// this worker's own chunks are decapsulated at once. At most [`capacity`](Self::capacity)
-    /// frames are taken; returns how many chunks went to helpers.
+    /// this worker's own chunks are decapsulated at once. Helpers open theirs with the same
+    /// `snapshot`. At most [`capacity`](Self::capacity) frames are taken; returns how many
+    /// chunks went to helpers.
     pub fn dispatch(
         &mut self,
         packets: &mut Vec<Packet>,
         umem: &Umem,
         now: Time,
-        snapshot: &Snapshot,
+        snapshot: &Arc<Snapshot>,
     ) -> usize {
         let mut sent = 0;
         let mut rest = packets.drain(..);
@@ -279,6 +285,14 @@ impl Spread {
             let target = self.next;
             self.next = (self.next + 1) % (self.helpers.len() + 1);
             if let Some(link) = self.helpers.get_mut(target) {
+                // One reference count per chunk, not per frame.
+                if !chunk
+                    .snapshot
+                    .as_ref()
+                    .is_some_and(|held| Arc::ptr_eq(held, snapshot))
+                {
+                    chunk.snapshot = Some(Arc::clone(snapshot));
+                }
                 match link.chunks.push(chunk) {
                     Ok(()) => {
                         link.helper.wake();
@@ -324,7 +338,7 @@ impl Spread {
 
     /// Decapsulates chunks other workers dealt to this one and sends them back; returns how
     /// many.
-    pub fn help(&mut self, now: Time, snapshot: &Snapshot) -> usize {
+    pub fn help(&mut self, now: Time) -> usize {
         let mut helped = 0;
         for link in &mut self.dispatchers {
             for _ in 0..HELP_PER_ROUND {
@@ -335,7 +349,10 @@ impl Spread {
                 let Ok(mut chunk) = link.chunks.pop() else {
                     break;
                 };
-                chunk.decap(&link.umem, now, snapshot);
+                if let Some(snapshot) = chunk.snapshot.take() {
+                    chunk.decap(&link.umem, now, &snapshot);
+                    chunk.snapshot = Some(snapshot);
+                }
                 if link.done.push(chunk).is_err() {
                     unreachable!("checked for room above");
                 }

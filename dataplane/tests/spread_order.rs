@@ -76,11 +76,11 @@ fn spread_decryption_keeps_arrival_order_and_refuses_replays() {
     let helpers: Vec<_> = spreads
         .drain(1..)
         .map(|mut spread| {
-            let (receiver, stop) = (Arc::clone(&receiver), Arc::clone(&stop));
+            let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
                 let mut helped = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    helped += spread.help(now, &receiver);
+                    helped += spread.help(now);
                 }
                 helped
             })

@@ -445,6 +445,13 @@ impl SnapshotReader {
     pub fn load(&mut self) -> &Snapshot {
         self.cache.load()
     }
+
+    /// As [`load`](Self::load), as the shared pointer: to hand the same snapshot to another
+    /// thread with work ([`crate::spread`]).
+    #[inline]
+    pub fn load_shared(&mut self) -> &Arc<Snapshot> {
+        self.cache.load()
+    }
 }
 
 #[cfg(test)]

@@ -221,7 +221,7 @@ impl Worker {
             }
         }
         let umem = self.socket.umem().clone();
-        let snapshot = self.sessions.load();
+        let snapshot = self.sessions.load_shared();
         // A batch worth dealing out, or any batch while dealt chunks are still out (order).
         if let Some(spread) = &mut self.spread
             && (count > CHUNK || !spread.is_idle())
@@ -281,7 +281,7 @@ impl Worker {
         let Some(spread) = &mut self.spread else {
             return 0;
         };
-        let helped = spread.help(now, self.sessions.load());
+        let helped = spread.help(now);
         state.count(WorkerCounter::ChunksHelped, helped as u64);
         helped
     }
