@@ -25,6 +25,9 @@ suites:
   pipeline    encap/decap batches vs raw AEAD and boringtun, UDP checksum, session lookup
   scale       encap/decap with 1..N pinned worker threads sharing one session table,
               many peers and one peer: total rate and scaling efficiency
+  spread      (root) one tunnel's decryption over 1..N pinned workers (Spread = on): the
+              receiving worker deals chunks out and takes them back in order; rate and
+              scaling efficiency
   soak        (root) an XDP gateway and many warpline clients for --minutes, rekeying every
               4 s and roaming: gateway memory, fds, drops, handshakes and echo loss over time
   list        this list
@@ -36,9 +39,9 @@ suites:
 options:
   --quick            shorter runs, for smoke tests
   --out DIR          write <suite>.json and <suite>.svg to DIR (default: target/bench)
-  --workers 1,2,4    scale: worker counts (default 1,2,4,8,12, clamped to the CPUs there are)
-  --seconds S        scale: seconds per point (default 1, 0.1 with --quick)
-  --runs N           scale: runs per point, the median is reported (default 3)
+  --workers 1,2,4    scale, spread: worker counts (default 1,2,4,8,12, clamped to the CPUs there are)
+  --seconds S        scale, spread: seconds per point (default 1, 0.1 with --quick)
+  --runs N           scale, spread: runs per point, the median is reported (default 3)
   --minutes M        soak: how long (default 10, 1 with --quick)
   --peers N          soak: warpline clients, one peer each (default 16)";
 
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
             Some("pipeline") => suites::pipeline::run(quick),
             Some("scale") => suites::scale::run(&args.scale),
             Some("soak") => suites::soak::run(&args.soak),
+            Some("spread") => suites::spread::run(&args.scale),
             Some("list") | None => {
                 println!("{USAGE}");
                 Ok(())

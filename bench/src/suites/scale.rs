@@ -217,13 +217,13 @@ struct Sample {
 /// The CPUs this process may run on, in the order workers get them: one per physical core
 /// first, then the SMT siblings. Each entry says whether its core already had a worker.
 #[derive(Debug, Clone)]
-struct CpuPlan {
+pub(crate) struct CpuPlan {
     /// (cpu, shares its physical core with an earlier entry)
     cpus: Vec<(usize, bool)>,
 }
 
 impl CpuPlan {
-    fn discover() -> Result<Self, String> {
+    pub(crate) fn discover() -> Result<Self, String> {
         let allowed = allowed_cpus()?;
         // (package, core) of each CPU from sysfs; a CPU whose topology is unreadable counts as
         // a core of its own.
@@ -255,8 +255,13 @@ impl CpuPlan {
         Ok(Self { cpus: first })
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.cpus.len()
+    }
+
+    /// The CPU the `i`-th worker gets.
+    pub(crate) fn cpu(&self, i: usize) -> usize {
+        self.cpus[i].0
     }
 
     /// Workers among the first `workers` that share a physical core with another.
@@ -266,7 +271,7 @@ impl CpuPlan {
         (shared * 2).min(workers)
     }
 
-    fn describe(&self, workers: usize) -> String {
+    pub(crate) fn describe(&self, workers: usize) -> String {
         let list: Vec<String> = self.cpus[..workers]
             .iter()
             .map(|(cpu, _)| cpu.to_string())
@@ -316,7 +321,7 @@ fn peer_address(net: u8, peer: u32) -> Ipv4Addr {
     Ipv4Addr::new(10, net, hi, lo)
 }
 
-fn shared_session(
+pub(crate) fn shared_session(
     local: u32,
     remote: u32,
     peer: u32,
@@ -417,7 +422,7 @@ impl Fixture {
 }
 
 /// An IPv4/UDP packet of `len` bytes from `src` to `dst`.
-fn inner_packet(len: usize, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+pub(crate) fn inner_packet(len: usize, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
     let mut packet = vec![0x5a; len];
     let mut ip = ipv4::Packet::new_unchecked(&mut packet[..]);
     ip.set_version_and_header_len(20);
@@ -703,7 +708,7 @@ fn measure(
 
 /// Worker counts to measure: the request clamped to the CPUs there are, deduplicated, sorted,
 /// with 1 always included (efficiency is relative to one worker).
-fn worker_counts(requested: &[usize], available: usize) -> Vec<usize> {
+pub(crate) fn worker_counts(requested: &[usize], available: usize) -> Vec<usize> {
     let mut counts: Vec<usize> = requested
         .iter()
         .map(|&n| n.clamp(1, available))
