@@ -6,6 +6,7 @@ use super::{
     DropCounters, DropReason, Events, FrameRef, HandshakeReason, L2Info, PeerId, Snapshot, Verdict,
 };
 use crate::aead::TAG_LEN;
+use crate::sessions::SharedSession;
 use crate::time::Time;
 use crate::wire::ethernet::{self, EtherType};
 use crate::wire::udp::{
@@ -35,14 +36,71 @@ pub fn encap_batch(
     events: &mut Events,
     l2: &L2Info,
 ) {
-    // Bulk traffic sends runs of packets to one destination: remember the last route.
+    // Bulk traffic sends runs of packets to one destination: remember the last route, and
+    // take that session's counters a block at a time.
     let mut last_route = None;
-    for (frame, verdict) in frames.iter_mut().zip(verdicts.iter_mut()) {
-        let v = encap_one(now, snapshot, frame, events, l2, &mut last_route)
-            .unwrap_or_else(Verdict::Drop);
+    let mut block = None;
+    let count = frames.len().min(verdicts.len());
+    for (i, (frame, verdict)) in frames.iter_mut().zip(verdicts.iter_mut()).enumerate() {
+        let mut batch = BatchState {
+            last_route: &mut last_route,
+            block: &mut block,
+            remaining: count - i,
+        };
+        let v =
+            encap_one(now, snapshot, frame, events, l2, &mut batch).unwrap_or_else(Verdict::Drop);
         counters.count(v);
         *verdict = v;
     }
+}
+
+/// Send counters reserved for one session within the current batch.
+///
+/// Workers sealing for the same peer (a site-to-site tunnel whose inner flows RSS spread
+/// over the LAN queues) would each take every counter from the session's one atomic, bouncing
+/// its cache line between cores per packet. A worker reserves up to [`COUNTER_BLOCK`] at once
+/// instead and hands them out locally. The block lives for one batch only, so the counters
+/// of all workers in flight stay within (workers x block) of each other, far inside the
+/// receiver's 8192-counter replay window; counters of a block left unused are never sent,
+/// which a receiver does not mind.
+struct CounterBlock {
+    /// The session's receiver index: unique among the sessions of one snapshot.
+    session: u32,
+    next: u64,
+    end: u64,
+}
+
+/// Counters a worker reserves at most at once.
+pub const COUNTER_BLOCK: u64 = 16;
+
+/// What one frame's encapsulation shares with the rest of its batch.
+struct BatchState<'a> {
+    last_route: &'a mut Option<(IpAddr, PeerId)>,
+    block: &'a mut Option<CounterBlock>,
+    /// Frames left in the batch, this one included: no block is larger.
+    remaining: usize,
+}
+
+/// The next send counter of `session` from the batch's block, reserving a new block when the
+/// block is another session's or used up.
+#[inline]
+fn take_counter(session: &SharedSession, batch: &mut BatchState<'_>) -> Option<u64> {
+    if let Some(block) = batch.block
+        && block.session == session.local_index()
+        && block.next < block.end
+    {
+        let counter = block.next;
+        block.next += 1;
+        return Some(counter);
+    }
+    let want = (batch.remaining as u64).clamp(1, COUNTER_BLOCK);
+    let range = session.take_send_counters(want)?;
+    *batch.block = Some(CounterBlock {
+        session: session.local_index(),
+        next: range.start + 1,
+        end: range.end,
+    });
+    Some(range.start)
 }
 
 /// The inner packet's destination, length (trailing bytes after it ignored) and ECN bits.
@@ -71,21 +129,21 @@ fn encap_one(
     frame: &mut FrameRef<'_>,
     events: &mut Events,
     l2: &L2Info,
-    last_route: &mut Option<(IpAddr, PeerId)>,
+    batch: &mut BatchState<'_>,
 ) -> Result<Verdict, DropReason> {
     let start = frame.offset;
     let end = start.checked_add(frame.len).ok_or(DropReason::Malformed)?;
     let packet = frame.buf.get(start..end).ok_or(DropReason::Malformed)?;
     let (destination, inner_len, ecn) = inner_destination(packet)?;
 
-    let peer_id = match *last_route {
+    let peer_id = match *batch.last_route {
         Some((cached, peer)) if cached == destination => peer,
         _ => {
             let peer = snapshot
                 .routes()
                 .lookup(destination)
                 .ok_or(DropReason::NoRoute)?;
-            *last_route = Some((destination, peer));
+            *batch.last_route = Some((destination, peer));
             peer
         }
     };
@@ -139,7 +197,7 @@ fn encap_one(
     let buf = &mut frame.buf[frame_start..sealed_end];
     let message_start = eth_len + ip_udp_len;
 
-    let Some(counter) = session.take_send_counter() else {
+    let Some(counter) = take_counter(session, batch) else {
         events.handshake_needed(peer_id, HandshakeReason::Expired);
         return Err(DropReason::CounterExhausted);
     };

@@ -32,7 +32,7 @@ mod too_big;
 use std::net::SocketAddr;
 
 pub use decap::decap_batch;
-pub use encap::encap_batch;
+pub use encap::{COUNTER_BLOCK, encap_batch};
 pub use too_big::{LanAddresses, TooBig, too_big_reply};
 
 pub use crate::sessions::{Endpoint, PeerId, Snapshot};

@@ -282,6 +282,15 @@ impl SharedSession {
         (counter < REJECT_AFTER_MESSAGES).then_some(counter)
     }
 
+    /// Reserves `count` consecutive send counters with one atomic add (a worker's block for
+    /// one batch, see the pipeline's encapsulation); `None` once the per-key limit is
+    /// reached. The block ends at the limit.
+    pub fn take_send_counters(&self, count: u64) -> Option<std::ops::Range<u64>> {
+        let start = self.send_counter.fetch_add(count, Ordering::Relaxed);
+        (start < REJECT_AFTER_MESSAGES)
+            .then(|| start..start.saturating_add(count).min(REJECT_AFTER_MESSAGES))
+    }
+
     /// True once the session is [`REJECT_AFTER_TIME`] old at `now`.
     pub fn is_expired(&self, now: Time) -> bool {
         now.saturating_since(self.established) >= REJECT_AFTER_TIME
