@@ -10,10 +10,11 @@
 # The binary needs glibc >= 2.34 (the machine has 2.39) and nothing else: no external commands,
 # no source files; results go where --out says.
 #
-# Measures worker counts 1,2,4,8,12 (clamped to the CPUs there are), then the one-core AEAD
+# Measures worker counts 1,2,4,8,12 (clamped to the CPUs there are) for the scale suite and
+# for one tunnel spread over the workers (spread suite, Spread = on), then the one-core AEAD
 # ceiling (crypto suite) on the same CPU for context, and copies into "$OUT": scale.json,
-# scale.svg, crypto.json, crypto.svg, run.log, machine.txt (six files). About 4 minutes on 16
-# cores; SCALE_SECONDS (default 1.5, per point) and SCALE_RUNS (default 3) trade time for
+# scale.svg, spread.json, spread.svg, crypto.json, crypto.svg, run.log, machine.txt (eight
+# files). About 5 minutes on 16 cores; SCALE_SECONDS (default 1.5, per point) and SCALE_RUNS (default 3) trade time for
 # precision: time ~ 8 cases x 5 counts x runs x seconds.
 set -euo pipefail
 
@@ -56,6 +57,10 @@ started=$(date +%s)
 echo "== scale: workers $workers, $seconds s per point, $runs runs ($(date -u +%T))" | tee "$log"
 "$bin" scale --workers "$workers" --seconds "$seconds" --runs "$runs" --out "$results" 2>&1 | tee -a "$log"
 cp "$results/scale.json" "$results/scale.svg" "$OUT/"
+
+echo "== spread: one tunnel over workers $workers, $seconds s per point, $runs runs ($(date -u +%T))" | tee -a "$log"
+"$bin" spread --workers "$workers" --seconds "$seconds" --runs "$runs" --out "$results" 2>&1 | tee -a "$log"
+cp "$results/spread.json" "$results/spread.svg" "$OUT/"
 
 echo "== crypto: one-core AEAD ceiling on this CPU ($(date -u +%T))" | tee -a "$log"
 "$bin" crypto --out "$results" 2>&1 | tee -a "$log"
