@@ -222,7 +222,16 @@ fn examine(config: Option<&Config>) -> Result<Vec<Finding>, DoctorError> {
         .iter()
         .map(|nic| facts::NicReport::gather(nic, &ethtool))
         .collect();
-    Ok(checks::evaluate(&host, &nics, config))
+    let inner = match config.map(|config| &config.interface.inner) {
+        Some(crate::config::InnerSide::Nic(name)) => Some(facts::NicReport::gather(name, &ethtool)),
+        _ => None,
+    };
+    Ok(checks::evaluate_with_inner(
+        &host,
+        &nics,
+        inner.as_ref(),
+        config,
+    ))
 }
 
 /// Lists the planned fixes on `err` and asks; true on `y` or `yes`.

@@ -76,6 +76,17 @@ impl Context<'_> {
 
 /// Judges everything: host rows, the layout row, NIC rows, CPU rows.
 pub fn evaluate(host: &HostReport, nics: &[NicReport], config: Option<&Config>) -> Vec<Finding> {
+    evaluate_with_inner(host, nics, None, config)
+}
+
+/// As [`evaluate`], with the rows of a full-bypass gateway's LAN NIC (`Inner = <nic>`) after
+/// the `Attach` NICs'.
+pub fn evaluate_with_inner(
+    host: &HostReport,
+    nics: &[NicReport],
+    inner: Option<&NicReport>,
+    config: Option<&Config>,
+) -> Vec<Finding> {
     let context = Context {
         config,
         layout: config
@@ -87,6 +98,9 @@ pub fn evaluate(host: &HostReport, nics: &[NicReport], config: Option<&Config>) 
     findings.push(layout_finding(&context));
     for report in nics {
         findings.extend(nic::check(report, &context));
+    }
+    if let Some(report) = inner {
+        findings.extend(nic::check_inner(report, &context));
     }
     findings.extend(cpu::check(host, nics, &context));
     findings

@@ -53,6 +53,38 @@ pub(super) fn check(report: &NicReport, context: &Context<'_>) -> Vec<Finding> {
     findings
 }
 
+/// The rows for the LAN NIC of a full-bypass gateway (`Inner = <nic>`): it must exist, take
+/// the LAN program natively where the WAN side does, and have a queue for every worker (each
+/// worker binds the same queue number on both NICs); offloads that merge frames break AF_XDP
+/// there too. Its rows are scoped `<nic> (Inner)`.
+pub(super) fn check_inner(report: &NicReport, context: &Context<'_>) -> Vec<Finding> {
+    let scope = format!("{} (Inner)", report.name);
+    if let Err(error) = &report.link {
+        return vec![
+            Finding::new(
+                &scope,
+                "exists",
+                Status::Fail,
+                format!(
+                    "no interface {} in this network namespace ({error})",
+                    report.name
+                ),
+                "the Inner NIC carries the LAN side of a full-bypass gateway",
+            )
+            .manual_fix("fix Inner in the config (`ip -br link` lists the interfaces)"),
+        ];
+    }
+    let mut findings = vec![
+        native_xdp(report, context),
+        queues(report, context),
+        offloads(report),
+    ];
+    for finding in &mut findings {
+        finding.scope = scope.clone();
+    }
+    findings
+}
+
 fn is_virtual(report: &NicReport) -> bool {
     report
         .driver

@@ -618,3 +618,30 @@ fn a_missing_nic_gets_one_row() {
             .contains("Attach: eth0 is not a network interface")
     );
 }
+
+#[test]
+fn the_inner_nic_needs_a_queue_per_worker_and_native_xdp() {
+    let config = config("Inner = eth1\nWorkers = 4\n");
+    let mut lan = ice(2);
+    lan.name = "eth1".into();
+    let findings = evaluate_with_inner(&host(), &[ice(4)], Some(&lan), Some(&config));
+    assert_eq!(find(&findings, "eth0", "queues").status, Status::Ok);
+    let queues = find(&findings, "eth1 (Inner)", "queues");
+    assert_eq!(queues.status, Status::Fail, "{}", queues.found);
+    assert_eq!(
+        queues.fix.as_ref().unwrap().command,
+        "ethtool -L eth1 combined 4"
+    );
+    assert_eq!(
+        find(&findings, "eth1 (Inner)", "xdp-native").status,
+        Status::Ok
+    );
+    let mut missing = ice(4);
+    missing.name = "eth9".into();
+    missing.link = Err(errno(libc::ENODEV));
+    let findings = evaluate_with_inner(&host(), &[ice(4)], Some(&missing), Some(&config));
+    assert_eq!(
+        find(&findings, "eth9 (Inner)", "exists").status,
+        Status::Fail
+    );
+}
