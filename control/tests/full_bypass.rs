@@ -40,12 +40,12 @@ struct Site {
     lan_name: String,
 }
 
-/// A gateway and one host on a LAN `10.7<n>.0.0/24`, `fd7<n>::/64`, the host routing the other
-/// site's prefixes through the gateway.
-fn site(n: u8, other: u8) -> Site {
+/// A gateway and one host on a LAN `10.7<n>.0.0/24`, `fd7<n>::/64` (a veth of `queues`
+/// queues), the host routing the other site's prefixes through the gateway.
+fn site(n: u8, other: u8, queues: u32) -> Site {
     let gateway = Host::new(&format!("g{n}")).unwrap();
     let host = Host::new(&format!("h{n}")).unwrap();
-    let lan = Veth::new(&gateway, &host, 1).unwrap();
+    let lan = Veth::new(&gateway, &host, queues).unwrap();
     for (who, end, last) in [(&gateway, &lan.a, 1), (&host, &lan.b, 2)] {
         who.add_address(end, ip(&format!("10.7{n}.0.{last}")), 24)
             .unwrap();
@@ -91,15 +91,14 @@ fn site(n: u8, other: u8) -> Site {
 fn gateway_config(
     key: &PrivateKey,
     peer: &PrivateKey,
-    n: u8,
-    other: u8,
-    wan: &str,
-    lan: &str,
+    (n, other): (u8, u8),
+    (wan, lan): (&str, &str),
     peer_wan: &str,
+    extra: &str,
 ) -> String {
     format!(
         "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = 10.8{n}.0.1/32, fd8{n}::1/128\n\
-         Attach = {wan}\nInner = {lan}\nXdpMode = native\n\n\
+         Attach = {wan}\nInner = {lan}\nXdpMode = native\n{extra}\n\
          [Peer]\nPublicKey = {}\nAllowedIPs = 10.7{other}.0.0/24, fd7{other}::/64\n\
          Endpoint = {peer_wan}:51820\n",
         key.to_base64(),
@@ -156,15 +155,30 @@ fn full_bypass_gateways_carry_ping_and_tcp_both_ways_and_answer_oversized_packet
     }
     let iperf3 = require_tool("iperf3", "apt iperf3");
     let _serial = serial();
-    let a = site(1, 2);
-    let b = site(2, 1);
-    let wan = Veth::new(&a.gateway, &b.gateway, 1).unwrap();
+    // Two workers on each gateway; A's share its tunnel (Spread = on), B's do not.
+    let a = site(1, 2, 2);
+    let b = site(2, 1, 2);
+    let wan = Veth::new(&a.gateway, &b.gateway, 2).unwrap();
     a.gateway.add_address(&wan.a, ip("10.201.0.1"), 24).unwrap();
     b.gateway.add_address(&wan.b, ip("10.201.0.2"), 24).unwrap();
     let (key_a, key_b) = (PrivateKey::generate(), PrivateKey::generate());
     let dir = TempDir::new();
-    let config_a = gateway_config(&key_a, &key_b, 1, 2, &wan.a.name, &a.lan_name, "10.201.0.2");
-    let config_b = gateway_config(&key_b, &key_a, 2, 1, &wan.b.name, &b.lan_name, "10.201.0.1");
+    let config_a = gateway_config(
+        &key_a,
+        &key_b,
+        (1, 2),
+        (&wan.a.name, &a.lan_name),
+        "10.201.0.2",
+        "Workers = 2\nSpread = on\n",
+    );
+    let config_b = gateway_config(
+        &key_b,
+        &key_a,
+        (2, 1),
+        (&wan.b.name, &b.lan_name),
+        "10.201.0.1",
+        "Workers = 2\n",
+    );
     let gw_a = warpline_up(&a.gateway, &dir, "wlfa", &config_a);
     let gw_b = warpline_up(&b.gateway, &dir, "wlfb", &config_b);
     let (server, client) = (&a.host, &b.host);
@@ -238,9 +252,10 @@ fn full_bypass_gateways_carry_ping_and_tcp_both_ways_and_answer_oversized_packet
         let lan_tx = worker_counter(gateway, "lan_tx_frames");
         let to_kernel = worker_counter(gateway, "to_kernel");
         let tun_reads = worker_counter(gateway, "tun_reads");
+        let dealt = worker_counter(gateway, "chunks_dealt");
         println!(
             "gateway {name}: lan_rx_frames {lan_rx}, lan_tx_frames {lan_tx}, to_kernel \
-             {to_kernel}, tun_reads {tun_reads}"
+             {to_kernel}, tun_reads {tun_reads}, chunks_dealt {dealt}"
         );
         // The iperf3 runs alone move tens of thousands of frames each way.
         assert!(

@@ -1,5 +1,6 @@
 //! One tunnel over many cores (`Spread = on`): a worker hands chunks of a received batch to
-//! the other workers for decryption and takes them back in the order it handed them out.
+//! the other workers for decryption (or, for a batch from the LAN socket, encryption) and
+//! takes them back in the order it handed them out.
 //!
 //! A site-to-site tunnel is one peer with one outer 5-tuple, so the NIC's RSS puts all of its
 //! packets on one queue, and one worker would do all of its decryption. Here the receiving
@@ -39,7 +40,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use crate::pipeline::{self, DropCounters, Events, FrameRef, Verdict};
+use crate::pipeline::{self, DropCounters, Events, FrameRef, L2Info, Verdict};
 use crate::sessions::Snapshot;
 use crate::time::Time;
 use crate::xsk::{Packet, Umem};
@@ -52,10 +53,21 @@ const LINK_DEPTH: usize = 8;
 /// Chunks a helper takes from one dispatcher per round, so it gets back to its own queue.
 const HELP_PER_ROUND: usize = 4;
 
-/// A chunk of a dispatcher's frames and, once decapsulated, their verdicts, counters and
+/// What a chunk's frames need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// Received transport frames, to open.
+    Decap,
+    /// Inner packets (from the LAN socket), to seal for this side of the wire.
+    Encap(L2Info),
+}
+
+/// A chunk of a dispatcher's frames and, once processed, their verdicts, counters and
 /// events.
 #[derive(Debug)]
 pub struct Chunk {
+    /// What to do with the frames.
+    pub job: Job,
     /// The frames, in arrival order.
     pub packets: Vec<Packet>,
     /// One verdict per frame.
@@ -73,6 +85,7 @@ pub struct Chunk {
 impl Chunk {
     fn new() -> Box<Self> {
         Box::new(Self {
+            job: Job::Decap,
             packets: Vec::with_capacity(CHUNK),
             verdicts: [Verdict::Consumed; CHUNK],
             counters: DropCounters::default(),
@@ -81,8 +94,8 @@ impl Chunk {
         })
     }
 
-    /// Decapsulates the chunk's frames in place in `umem`.
-    fn decap(&mut self, umem: &Umem, now: Time, snapshot: &Snapshot) {
+    /// Opens or seals the chunk's frames in place in `umem`.
+    fn run(&mut self, umem: &Umem, now: Time, snapshot: &Snapshot) {
         let count = self.packets.len();
         let mut frames: [FrameRef<'_>; CHUNK] =
             std::array::from_fn(|_| FrameRef::new(&mut [], 0, 0));
@@ -90,14 +103,25 @@ impl Chunk {
             let (offset, len) = (packet.offset() as usize, packet.len() as usize);
             *slot = FrameRef::new(umem.packet_frame_mut(packet), offset, len);
         }
-        pipeline::decap_batch(
-            now,
-            snapshot,
-            &mut frames[..count],
-            &mut self.verdicts[..count],
-            &mut self.counters,
-            &mut self.events,
-        );
+        match self.job {
+            Job::Decap => pipeline::decap_batch(
+                now,
+                snapshot,
+                &mut frames[..count],
+                &mut self.verdicts[..count],
+                &mut self.counters,
+                &mut self.events,
+            ),
+            Job::Encap(l2) => pipeline::encap_batch(
+                now,
+                snapshot,
+                &mut frames[..count],
+                &mut self.verdicts[..count],
+                &mut self.counters,
+                &mut self.events,
+                &l2,
+            ),
+        }
     }
 }
 
@@ -263,25 +287,28 @@ impl Spread {
         self.dispatchers.iter().any(|link| !link.chunks.is_empty())
     }
 
-    /// Deals `packets` (emptied) out in chunks, round robin over the helpers and this worker;
-    /// this worker's own chunks are decapsulated at once. Helpers open theirs with the same
-    /// `snapshot`. At most [`capacity`](Self::capacity) frames are taken; returns how many
-    /// chunks went to helpers.
+    /// Deals `packets` out in chunks for `job`, round robin over the helpers and this worker;
+    /// this worker's own chunks are processed at once. Helpers use the same `snapshot`. Takes
+    /// at most [`capacity`](Self::capacity) frames from the front; what does not fit stays in
+    /// `packets`. Returns how many chunks went to helpers.
     pub fn dispatch(
         &mut self,
         packets: &mut Vec<Packet>,
         umem: &Umem,
         now: Time,
         snapshot: &Arc<Snapshot>,
+        job: Job,
     ) -> usize {
         let mut sent = 0;
-        let mut rest = packets.drain(..);
+        let take = packets.len().min(self.capacity());
+        let mut rest = packets.drain(..take);
         while let Some(mut chunk) = self.spare.pop() {
             chunk.packets.extend(rest.by_ref().take(CHUNK));
             if chunk.packets.is_empty() {
                 self.spare.push(chunk);
                 break;
             }
+            chunk.job = job;
             let target = self.next;
             self.next = (self.next + 1) % (self.helpers.len() + 1);
             if let Some(link) = self.helpers.get_mut(target) {
@@ -303,13 +330,9 @@ impl Spread {
                     Err(rtrb::PushError::Full(back)) => chunk = back,
                 }
             }
-            chunk.decap(umem, now, snapshot);
+            chunk.run(umem, now, snapshot);
             self.in_flight.push_back(InFlight::Local(chunk));
         }
-        debug_assert!(
-            rest.next().is_none(),
-            "dispatch took more than its capacity"
-        );
         sent
     }
 
@@ -350,7 +373,7 @@ impl Spread {
                     break;
                 };
                 if let Some(snapshot) = chunk.snapshot.take() {
-                    chunk.decap(&link.umem, now, &snapshot);
+                    chunk.run(&link.umem, now, &snapshot);
                     chunk.snapshot = Some(snapshot);
                 }
                 if link.done.push(chunk).is_err() {

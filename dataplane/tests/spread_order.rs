@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use pipeline_support::*;
 use warpline_dataplane::pipeline::{DropCounters, DropReason, Events, Verdict};
-use warpline_dataplane::spread::Spread;
+use warpline_dataplane::spread::{Job, Spread};
 use warpline_dataplane::xsk::{Packet, Umem, UmemConfig};
 
 const FRAMES: usize = 2_000;
@@ -89,41 +89,42 @@ fn spread_decryption_keeps_arrival_order_and_refuses_replays() {
     let mut dispatcher = spreads.pop().expect("the dispatcher's spread");
 
     // Feeds `frames` through the dispatcher in batches; returns what came out, in order.
-    let mut run =
-        |frames: &[Vec<u8>], dealt: &mut usize| -> (Vec<Verdict>, Vec<u32>, DropCounters) {
-            let mut verdicts = Vec::new();
-            let mut sequences = Vec::new();
-            let mut counters = DropCounters::default();
-            let mut events = Events::new();
-            let mut next = 0;
-            while next < frames.len() || !dispatcher.is_idle() {
-                let room = dispatcher.capacity().min(BATCH);
-                let mut batch = Vec::new();
-                for wire in frames[next..].iter().take(room) {
-                    let mut frame = pool.pop().expect("free frame");
-                    dispatcher_umem.frame_bytes_mut(&mut frame)[256..256 + wire.len()]
-                        .copy_from_slice(wire);
-                    batch.push(Packet::new(frame, 256, wire.len() as u32, FRAME_SIZE).unwrap());
-                }
-                next += batch.len();
-                *dealt += dispatcher.dispatch(&mut batch, &dispatcher_umem, now, &receiver);
-                while let Some(mut chunk) = dispatcher.next_done() {
-                    counters.absorb(&mut chunk.counters);
-                    events.absorb(&mut chunk.events);
-                    let chunk_verdicts = chunk.verdicts;
-                    for (mut packet, verdict) in chunk.packets.drain(..).zip(chunk_verdicts) {
-                        if let Verdict::ToInner { offset, len, .. } = verdict {
-                            let frame = dispatcher_umem.packet_frame_mut(&mut packet);
-                            sequences.push(sequence(&frame[offset..offset + len]));
-                        }
-                        verdicts.push(verdict);
-                        pool.push(packet.into_frame());
-                    }
-                    dispatcher.recycle(chunk);
-                }
+    let mut run = |frames: &[Vec<u8>],
+                   dealt: &mut usize|
+     -> (Vec<Verdict>, Vec<u32>, DropCounters) {
+        let mut verdicts = Vec::new();
+        let mut sequences = Vec::new();
+        let mut counters = DropCounters::default();
+        let mut events = Events::new();
+        let mut next = 0;
+        while next < frames.len() || !dispatcher.is_idle() {
+            let room = dispatcher.capacity().min(BATCH);
+            let mut batch = Vec::new();
+            for wire in frames[next..].iter().take(room) {
+                let mut frame = pool.pop().expect("free frame");
+                dispatcher_umem.frame_bytes_mut(&mut frame)[256..256 + wire.len()]
+                    .copy_from_slice(wire);
+                batch.push(Packet::new(frame, 256, wire.len() as u32, FRAME_SIZE).unwrap());
             }
-            (verdicts, sequences, counters)
-        };
+            next += batch.len();
+            *dealt += dispatcher.dispatch(&mut batch, &dispatcher_umem, now, &receiver, Job::Decap);
+            while let Some(mut chunk) = dispatcher.next_done() {
+                counters.absorb(&mut chunk.counters);
+                events.absorb(&mut chunk.events);
+                let chunk_verdicts = chunk.verdicts;
+                for (mut packet, verdict) in chunk.packets.drain(..).zip(chunk_verdicts) {
+                    if let Verdict::ToInner { offset, len, .. } = verdict {
+                        let frame = dispatcher_umem.packet_frame_mut(&mut packet);
+                        sequences.push(sequence(&frame[offset..offset + len]));
+                    }
+                    verdicts.push(verdict);
+                    pool.push(packet.into_frame());
+                }
+                dispatcher.recycle(chunk);
+            }
+        }
+        (verdicts, sequences, counters)
+    };
 
     let mut dealt = 0;
     let (verdicts, sequences, counters) = run(&wire, &mut dealt);
@@ -164,4 +165,82 @@ fn spread_decryption_keeps_arrival_order_and_refuses_replays() {
         helped, dealt,
         "helpers decrypted exactly the chunks dealt to them"
     );
+}
+
+#[test]
+fn spread_encryption_keeps_order_and_every_counter_unique() {
+    if !warpline_dataplane::lab::root_or_skip() {
+        return;
+    }
+    let now = ESTABLISHED + std::time::Duration::from_secs(1);
+    let sender = Arc::new(side_a(false, 0));
+    let (dispatcher_umem, mut pool) = umem();
+    let (helper_umems, _): (Vec<Umem>, Vec<_>) = (0..2).map(|_| umem()).unzip();
+    let mut spreads = Spread::mesh(
+        &[dispatcher_umem.clone()]
+            .into_iter()
+            .chain(helper_umems)
+            .collect::<Vec<_>>(),
+    )
+    .expect("mesh");
+    let stop = Arc::new(AtomicBool::new(false));
+    let helpers: Vec<_> = spreads
+        .drain(1..)
+        .map(|mut spread| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    spread.help(now);
+                }
+            })
+        })
+        .collect();
+    let mut dispatcher = spreads.pop().expect("the dispatcher's spread");
+    let job = Job::Encap(l2_a(None));
+    let mut wire = Vec::new();
+    let mut next = 0u32;
+    while next < FRAMES as u32 || !dispatcher.is_idle() {
+        let mut batch = Vec::new();
+        while batch.len() < BATCH.min(dispatcher.capacity()) && next < FRAMES as u32 {
+            let len = [60, 200, 1400][next as usize % 3];
+            let mut inner = inner_packet(v4([10, 1, 0, 1]), v4([10, 2, 0, 1]), len, 7);
+            inner[len - 4..].copy_from_slice(&next.to_be_bytes());
+            let mut frame = pool.pop().expect("free frame");
+            dispatcher_umem.frame_bytes_mut(&mut frame)[256..256 + len].copy_from_slice(&inner);
+            batch.push(Packet::new(frame, 256, len as u32, FRAME_SIZE).unwrap());
+            next += 1;
+        }
+        dispatcher.dispatch(&mut batch, &dispatcher_umem, now, &sender, job);
+        assert!(
+            batch.is_empty(),
+            "dispatch left frames behind within its capacity"
+        );
+        while let Some(mut chunk) = dispatcher.next_done() {
+            let verdicts = chunk.verdicts;
+            for (mut packet, verdict) in chunk.packets.drain(..).zip(verdicts) {
+                let frame = dispatcher_umem.packet_frame_mut(&mut packet);
+                wire.push(outer_frame(frame, verdict));
+                pool.push(packet.into_frame());
+            }
+            dispatcher.recycle(chunk);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for helper in helpers {
+        helper.join().unwrap();
+    }
+    // Side B opens them in the order they left: all accepted, numbers in order.
+    let receiver = side_b(false);
+    let mut counters = DropCounters::default();
+    let mut sequences = Vec::new();
+    for frames in wire.chunks(BATCH) {
+        let (buffers, verdicts) = decap(now, &receiver, frames, &mut counters, &mut Events::new());
+        for (buf, verdict) in buffers.iter().zip(verdicts) {
+            let Verdict::ToInner { offset, len, .. } = verdict else {
+                panic!("not accepted: {verdict:?}");
+            };
+            sequences.push(sequence(&buf[offset..offset + len]));
+        }
+    }
+    assert_eq!(sequences, (0..FRAMES as u32).collect::<Vec<_>>());
 }

@@ -26,7 +26,7 @@ use warpline_dataplane::pipeline::{
     DropCounters, Events, FrameRef, HEADROOM, L2Info, TAILROOM, Verdict, decap_batch, encap_batch,
 };
 use warpline_dataplane::sessions::{Endpoint, PeerId, SessionTable, Snapshot};
-use warpline_dataplane::spread::Spread;
+use warpline_dataplane::spread::{Job, Spread};
 use warpline_dataplane::time::Time;
 use warpline_dataplane::worker::pin_to_core;
 use warpline_dataplane::xsk::{Frame, Packet, Umem, UmemConfig, raise_memlock_limit};
@@ -216,7 +216,7 @@ fn measure(
                 pool.extend(batch.drain(..).map(Packet::into_frame));
                 continue;
             }
-            dispatcher.dispatch(&mut batch, &dispatcher_umem, NOW, snapshot);
+            dispatcher.dispatch(&mut batch, &dispatcher_umem, NOW, snapshot, Job::Decap);
             while let Some(mut chunk) = dispatcher.next_done() {
                 counters.absorb(&mut chunk.counters);
                 events.absorb(&mut chunk.events);

@@ -53,7 +53,7 @@ use crate::pipeline::{
     LanAddresses, TAILROOM, TooBig, Verdict,
 };
 use crate::sessions::{PeerId, SnapshotReader};
-use crate::spread::{CHUNK, Spread};
+use crate::spread::{CHUNK, Job, Spread};
 use crate::time::Time;
 use crate::tun::gro::TcpCoalescer;
 use crate::tun::{SCRATCH_LEN, TunQueue};
@@ -226,9 +226,9 @@ impl Worker {
         if let Some(spread) = &mut self.spread
             && (count > CHUNK || !spread.is_idle())
         {
-            let dealt = spread.dispatch(&mut state.rx, &umem, now, snapshot);
+            let dealt = spread.dispatch(&mut state.rx, &umem, now, snapshot, Job::Decap);
             state.count(WorkerCounter::ChunksDealt, dealt as u64);
-            self.take_back_chunks(state, &umem);
+            self.take_back_chunks(now, state, &umem);
             return count;
         }
         if count == 0 {
@@ -258,7 +258,7 @@ impl Worker {
     }
 
     /// Delivers the dealt chunks that are back, in dealing order (see [`crate::spread`]).
-    fn take_back_chunks(&mut self, state: &mut LoopState, umem: &Umem) {
+    fn take_back_chunks(&mut self, now: Time, state: &mut LoopState, umem: &Umem) {
         loop {
             let Some(spread) = &mut self.spread else {
                 return;
@@ -269,7 +269,11 @@ impl Worker {
             state.totals.pipeline.absorb(&mut chunk.counters);
             state.events.absorb(&mut chunk.events);
             let verdicts = chunk.verdicts;
-            self.deliver(state, umem, chunk.packets.drain(..).zip(verdicts));
+            let frames = chunk.packets.drain(..).zip(verdicts);
+            match chunk.job {
+                Job::Decap => self.deliver(state, umem, frames),
+                Job::Encap(_) => self.send_sealed(now, state, umem, frames, Origin::Lan),
+            }
             if let Some(spread) = &mut self.spread {
                 spread.recycle(chunk);
             }
@@ -383,7 +387,9 @@ impl Worker {
         let Some(lan) = &mut self.lan else {
             return 0;
         };
-        let count = lan.socket.rx.receive(&mut state.lan_rx, BATCH);
+        // With spreading, no more than the free chunks can take: the rest waits in the ring.
+        let room = self.spread.as_ref().map_or(BATCH, Spread::capacity);
+        let count = lan.socket.rx.receive(&mut state.lan_rx, room.min(BATCH));
         if count == 0 {
             return 0;
         }
@@ -413,8 +419,18 @@ impl Worker {
         }
         state.totals.pipeline.drops[DropReason::Malformed as usize] += malformed;
         let moved = state.outgoing.len();
-        if moved > 0 {
-            self.encap_chunk(now, state, moved, Origin::Lan);
+        if let Some(spread) = &mut self.spread
+            && (moved > CHUNK || !spread.is_idle())
+        {
+            let snapshot = self.sessions.load_shared();
+            let job = Job::Encap(self.config.l2);
+            let dealt = spread.dispatch(&mut state.outgoing, &umem, now, snapshot, job);
+            state.count(WorkerCounter::ChunksDealt, dealt as u64);
+            self.take_back_chunks(now, state, &umem);
+        }
+        let left = state.outgoing.len();
+        if left > 0 {
+            self.encap_chunk(now, state, left, Origin::Lan);
         }
         self.transmit(state);
         count
@@ -442,8 +458,30 @@ impl Worker {
                 &self.config.l2,
             );
         }
+        let mut outgoing = std::mem::take(&mut state.outgoing);
+        let verdicts = state.verdicts;
+        self.send_sealed(
+            now,
+            state,
+            &umem,
+            outgoing.drain(..count).zip(verdicts),
+            origin,
+        );
+        state.outgoing = outgoing;
+    }
+
+    /// Acts on encapsulation verdicts: sealed frames to the WAN TX list, oversized LAN
+    /// packets answered ([`Self::answer_too_big`]), the rest back to the pool.
+    fn send_sealed(
+        &mut self,
+        now: Time,
+        state: &mut LoopState,
+        umem: &Umem,
+        frames: impl Iterator<Item = (Packet, Verdict)>,
+        origin: Origin,
+    ) {
         let frame_size = umem.frame_size();
-        for (mut packet, verdict) in state.outgoing.drain(..count).zip(state.verdicts) {
+        for (mut packet, verdict) in frames {
             match verdict {
                 Verdict::ToOuter { offset, len }
                     if packet.set_window(offset as u32, len as u32, frame_size) =>
@@ -451,7 +489,7 @@ impl Worker {
                     state.tx.push(packet);
                 }
                 Verdict::Drop(DropReason::TooBig) if origin == Origin::Lan => {
-                    let counter = self.answer_too_big(now, &umem, &mut packet, &mut state.icmp);
+                    let counter = self.answer_too_big(now, umem, &mut packet, &mut state.icmp);
                     if let Some(counter) = counter {
                         state.totals.extra[counter as usize] += 1;
                     }
