@@ -186,16 +186,23 @@ fn a_client_fails_over_to_an_unsynced_gateway_with_a_new_handshake() {
         &lab.clients[0],
         &dir,
         "wlc",
+        // The second gateway has a keepalive of its own; both take EndpointPort's port.
         &client_config(
             0,
             &client_key,
             &gateway_key,
-            "10.210.0.1:51820, 10.210.0.2:51820",
+            "10.210.0.1, 10.210.0.2 keepalive=3\nEndpointPort = 51820",
         ),
     );
     let probe = probe(&lab.clients[0], 0);
     probe.wait_resumed(Instant::now(), Duration::from_secs(10));
-    assert_eq!(peer(&client)["failover"]["active"], 0);
+    let shown = peer(&client);
+    assert_eq!(shown["failover"]["active"], 0);
+    assert_eq!(shown["persistent_keepalive_secs"], serde_json::Value::Null);
+    assert_eq!(
+        shown["failover"]["keepalive_secs"],
+        serde_json::json!([null, 3])
+    );
 
     let (gap, handshakes) = fail_over(&lab, 0, &mut a, &client, &probe);
     let shown = peer(&client);
@@ -205,6 +212,10 @@ fn a_client_fails_over_to_an_unsynced_gateway_with_a_new_handshake() {
     );
     assert_eq!(shown["failover"]["active"], 1, "{shown:#}");
     assert_eq!(shown["endpoint"], "10.210.0.2:51820");
+    assert_eq!(
+        shown["persistent_keepalive_secs"], 3,
+        "the endpoint's own keepalive did not become the peer's: {shown:#}"
+    );
     assert!(handshakes >= 1, "an unsynced gateway needs a handshake");
     // Detection (FailoverAfter) + the silent-endpoint probe (1 s) + a handshake.
     assert!(
@@ -212,9 +223,9 @@ fn a_client_fails_over_to_an_unsynced_gateway_with_a_new_handshake() {
         "failover took {gap:?}"
     );
     assert!(
-        client
-            .show_text()
-            .contains("endpoints: 10.210.0.1:51820, 10.210.0.2:51820 (active)"),
+        client.show_text().contains(
+            "endpoints: 10.210.0.1:51820 keepalive=off, 10.210.0.2:51820 keepalive=3 (active)"
+        ),
         "{}",
         client.show_text()
     );

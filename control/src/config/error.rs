@@ -66,6 +66,7 @@ impl Section {
                 "EndpointPolicy",
                 "FailoverAfter",
                 "FailBack",
+                "EndpointPort",
             ],
         }
     }

@@ -166,6 +166,7 @@ fn every_documented_key_is_accepted() {
         ("EndpointPolicy", "ordered"),
         ("FailoverAfter", "5"),
         ("FailBack", "never"),
+        ("EndpointPort", "51820"),
     ];
     fn keys_of<'a>(pairs: &[(&'a str, &str)]) -> Vec<&'a str> {
         pairs.iter().map(|(key, _)| *key).collect()
@@ -538,6 +539,19 @@ fn config_line() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Per-endpoint settings as the parser leaves them: no trailing empty ones.
+fn endpoint_settings(keepalives: &[Option<u16>]) -> Vec<EndpointSettings> {
+    let mut settings: Vec<EndpointSettings> = (keepalives.iter())
+        .map(|keepalive| EndpointSettings {
+            keepalive: keepalive.map(NonZeroU16::new),
+        })
+        .collect();
+    while settings.last().is_some_and(EndpointSettings::is_empty) {
+        settings.pop();
+    }
+    settings
+}
+
 /// Valid configs built from parts, for the round-trip property.
 fn valid_config() -> impl Strategy<Value = Config> {
     let prefix = (any::<[u8; 16]>(), 0u8..=128, any::<bool>()).prop_map(|(bytes, len, v4)| {
@@ -557,35 +571,39 @@ fn valid_config() -> impl Strategy<Value = Config> {
         proptest::collection::btree_set((any::<[u8; 4]>(), 1u16..), 0..3),
         any::<u16>(),
         any::<bool>(),
+        proptest::collection::vec(proptest::option::of(any::<u16>()), 3),
     )
-        .prop_map(|(key, psk, ips, endpoints, keepalive, gcm)| PeerConfig {
-            public_key: PublicKey(key),
-            preshared_key: psk.map(PresharedKey::from_bytes),
-            allowed_ips: ips.into_iter().flatten().collect(),
-            endpoint: endpoints
-                .first()
-                .map(|&(ip, port)| Endpoint::Addr(SocketAddr::from((ip, port)))),
-            more_endpoints: endpoints
-                .iter()
-                .skip(1)
-                .map(|&(ip, port)| Endpoint::Addr(SocketAddr::from((ip, port))))
-                .collect(),
-            failover: FailoverKeys {
-                policy: if keepalive % 2 == 0 {
-                    EndpointPolicy::Random
-                } else {
-                    EndpointPolicy::Ordered
+        .prop_map(
+            |(key, psk, ips, endpoints, keepalive, gcm, endpoint_keepalives)| PeerConfig {
+                public_key: PublicKey(key),
+                preshared_key: psk.map(PresharedKey::from_bytes),
+                allowed_ips: ips.into_iter().flatten().collect(),
+                endpoint: endpoints
+                    .first()
+                    .map(|&(ip, port)| Endpoint::Addr(SocketAddr::from((ip, port)))),
+                more_endpoints: endpoints
+                    .iter()
+                    .skip(1)
+                    .map(|&(ip, port)| Endpoint::Addr(SocketAddr::from((ip, port))))
+                    .collect(),
+                endpoint_settings: endpoint_settings(&endpoint_keepalives[..endpoints.len()]),
+                failover: FailoverKeys {
+                    policy: if keepalive % 2 == 0 {
+                        EndpointPolicy::Random
+                    } else {
+                        EndpointPolicy::Ordered
+                    },
+                    after: Duration::from_secs(u64::from(keepalive % 3600) + 1),
+                    fail_back: (keepalive % 5 == 0).then(|| Duration::from_secs(30)),
                 },
-                after: Duration::from_secs(u64::from(keepalive % 3600) + 1),
-                fail_back: (keepalive % 5 == 0).then(|| Duration::from_secs(30)),
+                persistent_keepalive: NonZeroU16::new(keepalive),
+                cipher: if gcm {
+                    CipherSuite::Aes256Gcm
+                } else {
+                    CipherSuite::ChaCha20Poly1305
+                },
             },
-            persistent_keepalive: NonZeroU16::new(keepalive),
-            cipher: if gcm {
-                CipherSuite::Aes256Gcm
-            } else {
-                CipherSuite::ChaCha20Poly1305
-            },
-        });
+        );
     (
         any::<[u8; 32]>(),
         proptest::option::of(any::<u16>()),
@@ -983,5 +1001,80 @@ fn a_peer_may_list_several_endpoints_with_failover_keys() {
             .unwrap_err()
             .to_string();
         assert!(error.contains(key), "{keys:?}: {error}");
+    }
+}
+
+#[test]
+fn endpoints_carry_their_own_keepalive_and_take_the_default_port() {
+    let config = ha_config(&format!(
+        "\n[Peer]\nPublicKey = {BOB_PUBLIC}\nPersistentKeepalive = 25\n\
+         Endpoint = gw1.example.com keepalive=5, 192.0.2.7:443\n\
+         Endpoint = [2001:db8::9] keepalive=off\nEndpointPort = 51820\n"
+    ))
+    .unwrap();
+    let peer = &config.peers[0];
+    let endpoints: Vec<String> = peer.endpoints().map(ToString::to_string).collect();
+    assert_eq!(
+        endpoints,
+        [
+            "gw1.example.com:51820",
+            "192.0.2.7:443",
+            "[2001:db8::9]:51820"
+        ]
+    );
+    let keepalives: Vec<Option<u16>> = (0..4)
+        .map(|index| peer.keepalive_at(index).map(NonZeroU16::get))
+        .collect();
+    assert_eq!(keepalives, [Some(5), Some(25), None, Some(25)]);
+    let text = config.to_wg_quick_string();
+    assert!(
+        text.contains(
+            "Endpoint = gw1.example.com:51820 keepalive=5, 192.0.2.7:443, \
+             [2001:db8::9]:51820 keepalive=off\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(Config::parse(&text, "again").unwrap(), config);
+}
+
+#[test]
+fn bad_endpoint_settings_name_the_line_and_key() {
+    // In `ha_config`'s text the [Peer] header is line 4, its first key after PublicKey line 6.
+    let cases = [
+        (
+            "Endpoint = gw.example.com:1\nEndpoint = gw2.example.com\n",
+            ":7: [Peer] Endpoint: \"gw2.example.com\" has no :PORT and the peer sets no \
+             EndpointPort",
+        ),
+        (
+            "Endpoint = gw.example.com:1 keepalive=often\n",
+            ":6: [Peer] Endpoint: \"often\" is not a keepalive interval",
+        ),
+        (
+            "Endpoint = gw.example.com:1 mtu=1400\n",
+            ":6: [Peer] Endpoint: \"mtu\" is not an endpoint setting (valid: keepalive)",
+        ),
+        (
+            "EndpointPort = 443\nEndpoint = 192.0.2.7:443, 192.0.2.7\n",
+            ":7: [Peer] Endpoint: 192.0.2.7:443 is listed twice",
+        ),
+        (
+            "EndpointPort = 0\n",
+            ":6: [Peer] EndpointPort: \"0\" is not a UDP port",
+        ),
+        (
+            "EndpointPort = 443\n",
+            ":6: [Peer] EndpointPort: is set but the peer has no Endpoint",
+        ),
+        (
+            "EndpointPort = 443\nEndpoint = gw:1\nEndpointPort = 444\n",
+            ":8: [Peer] EndpointPort",
+        ),
+    ];
+    for (keys, expected) in cases {
+        let error = ha_config(&format!("\n[Peer]\nPublicKey = {BOB_PUBLIC}\n{keys}"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(expected), "{keys:?}: {error}");
     }
 }

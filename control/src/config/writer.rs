@@ -2,6 +2,7 @@
 
 use std::fmt::{Display, Write as _};
 
+use super::endpoint_list::ListedEndpoint;
 use super::{CipherSuite, Config, FailoverKeys, HaConfig, LayoutKeys, RoutingTable, XdpMode};
 
 pub(super) fn write(config: &Config) -> String {
@@ -60,7 +61,9 @@ pub(super) fn write(config: &Config) -> String {
             out.pair("PresharedKey", &psk.to_base64());
         }
         out.list("AllowedIPs", &peer.allowed_ips);
-        let endpoints: Vec<_> = peer.endpoint.iter().chain(&peer.more_endpoints).collect();
+        let endpoints: Vec<_> = (peer.endpoints().enumerate())
+            .map(|(index, endpoint)| ListedEndpoint(endpoint, peer.settings_of(index)))
+            .collect();
         out.list("Endpoint", &endpoints);
         write_failover(&mut out, &peer.failover);
         if let Some(seconds) = peer.persistent_keepalive {

@@ -59,6 +59,10 @@ pub struct PeerSnapshot {
 pub struct EndpointsSnapshot {
     /// The configured endpoints, in config order.
     pub endpoints: Vec<String>,
+    /// Each endpoint's persistent keepalive in seconds (its own `keepalive=`, else the
+    /// peer's), `None` for off; the peer takes it on when it moves there.
+    #[serde(default)]
+    pub keepalive_secs: Vec<Option<u64>>,
     /// The index of the one in use (`None` while a name is being resolved).
     pub active: Option<usize>,
     /// The address in use.
