@@ -55,6 +55,7 @@ impl Section {
                 "HaVirtualIp",
                 "HaPriority",
                 "HaPreempt",
+                "HaTrackInterface",
             ],
             Self::Peer => &[
                 "PublicKey",

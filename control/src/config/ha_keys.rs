@@ -97,6 +97,9 @@ pub struct HaConfig {
     /// `HaPreempt` (builtin mode): a higher-priority node takes over from an active lower
     /// one when it comes back.
     pub preempt: bool,
+    /// `HaTrackInterface` (builtin mode): interfaces that must be up with carrier for this
+    /// node to be active.
+    pub track_interfaces: Vec<String>,
 }
 
 /// The default `HaPriority`.

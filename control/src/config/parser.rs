@@ -230,6 +230,9 @@ struct HaBuilder {
     virtual_ips: Vec<VirtualIp>,
     priority: Option<u8>,
     preempt: Option<bool>,
+    track_interfaces: Vec<String>,
+    /// The line of the first `HaTrackInterface` (a repeatable key has no single line).
+    track_line: Option<usize>,
 }
 
 impl HaBuilder {
@@ -257,6 +260,7 @@ impl HaBuilder {
                 ("HaVirtualIp", !self.virtual_ips.is_empty()),
                 ("HaPriority", self.priority.is_some()),
                 ("HaPreempt", self.preempt.is_some()),
+                ("HaTrackInterface", !self.track_interfaces.is_empty()),
             ];
             if let Some((key, _)) = set.into_iter().find(|(_, set)| *set) {
                 return Err(invalid(
@@ -289,6 +293,19 @@ impl HaBuilder {
                 format!("is only used with HaMode = builtin (here: {mode})"),
             ));
         }
+        if mode != HaMode::Builtin && !self.track_interfaces.is_empty() {
+            return Err((
+                self.track_line,
+                ConfigErrorKind::InvalidValue {
+                    section: Section::Interface,
+                    key: "HaTrackInterface",
+                    problem: format!(
+                        "is only used with HaMode = builtin (here: {mode}; with keepalived, \
+                         use its track_interface)"
+                    ),
+                },
+            ));
+        }
         if mode == HaMode::Builtin {
             if self.virtual_ips.is_empty() {
                 return Err(missing("HaVirtualIp"));
@@ -316,6 +333,7 @@ impl HaBuilder {
             virtual_ips: self.virtual_ips,
             priority: self.priority.unwrap_or(DEFAULT_PRIORITY),
             preempt: self.preempt.unwrap_or(true),
+            track_interfaces: self.track_interfaces,
         }))
     }
 }
@@ -363,6 +381,7 @@ impl InterfaceBuilder {
                 | "Attach"
                 | "HaPeer"
                 | "HaVirtualIp"
+                | "HaTrackInterface"
         );
         if !repeatable {
             self.single_valued.claim(SECTION, key, line)?;
@@ -459,6 +478,14 @@ impl InterfaceBuilder {
             }
             "HaPriority" => self.ha.priority = Some(parse_priority(value).map_err(invalid)?),
             "HaPreempt" => self.ha.preempt = Some(parse_on_off(value).map_err(invalid)?),
+            "HaTrackInterface" => {
+                let name = parse_interface_name(value).map_err(invalid)?;
+                if self.ha.track_interfaces.contains(&name) {
+                    return Err(invalid(value_error!("{name} is listed twice")));
+                }
+                self.ha.track_interfaces.push(name);
+                self.ha.track_line.get_or_insert(line);
+            }
             // Only reachable if `Section::valid_keys` gains a key this match lacks.
             _ => return Err(invalid(value_error!("{key} is not supported yet"))),
         }

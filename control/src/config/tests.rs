@@ -155,6 +155,7 @@ fn every_documented_key_is_accepted() {
         ("HaVirtualIp", "10.0.0.100/24 dev eth0"),
         ("HaPriority", "150"),
         ("HaPreempt", "off"),
+        ("HaTrackInterface", "eth1"),
     ];
     let peer_values = [
         ("PublicKey", BOB_PUBLIC),
@@ -297,13 +298,14 @@ fn unknown_key_lists_the_valid_keys_of_its_section() {
          ListenPort, Address, MTU, DNS, Table, FwMark, PreUp, PostUp, PreDown, PostDown, \
          SaveConfig, MetricsAddress, TestTimerScale, Attach, XdpMode, Workers, Cores, Queues, \
          ZeroCopy, FrameSize, RingSize, BusyPoll, HaMode, HaNodeId, HaKey, HaListen, HaPeer, \
-         HaCheckpointMs, HaVirtualIp, HaPriority, HaPreempt"
+         HaCheckpointMs, HaVirtualIp, HaPriority, HaPreempt, HaTrackInterface"
     );
     let message = parse_err(&format!("{}[Peer]\nAddress = 10.0.0.1\n", interface_only()));
     assert_eq!(
         message,
         "wl0.conf:4: [Peer] unknown key \"Address\"; valid keys are PublicKey, PresharedKey, \
-         AllowedIPs, Endpoint, PersistentKeepalive, Cipher, EndpointPolicy, FailoverAfter, FailBack"
+         AllowedIPs, Endpoint, PersistentKeepalive, Cipher, EndpointPolicy, FailoverAfter, FailBack, \
+         EndpointPort"
     );
 }
 
@@ -666,6 +668,7 @@ fn valid_config() -> impl Strategy<Value = Config> {
                         virtual_ips: Vec::new(),
                         priority: DEFAULT_PRIORITY,
                         preempt: true,
+                        track_interfaces: Vec::new(),
                     }),
                 },
                 peers,
@@ -939,6 +942,17 @@ fn ha_keys_parse_and_incomplete_or_stray_ones_name_the_key() {
     assert_eq!(ha.virtual_ips.len(), 2);
     assert_eq!(ha.virtual_ips[1].to_string(), "2001:db8::100/64 dev eth1");
     assert_eq!((ha.priority, ha.preempt), (150, false));
+    assert!(ha.track_interfaces.is_empty());
+    let tracking = builtin(
+        "HaVirtualIp = 192.0.2.100/24 dev eth0\nHaTrackInterface = eth0\nHaTrackInterface = eth1\n",
+    )
+    .unwrap();
+    let ha = tracking.interface.ha.as_ref().unwrap();
+    assert_eq!(ha.track_interfaces, ["eth0", "eth1"]);
+    assert_eq!(
+        Config::parse(&tracking.to_wg_quick_string(), "again").unwrap(),
+        tracking
+    );
     for (extra, key) in [
         ("", "HaVirtualIp"),
         ("HaVirtualIp = 192.0.2.100 dev eth0\n", "HaVirtualIp"),
@@ -951,10 +965,30 @@ fn ha_keys_parse_and_incomplete_or_stray_ones_name_the_key() {
             "HaVirtualIp = 192.0.2.100/24 dev eth0\nHaPeer = 10.0.0.3:51900\n",
             "HaPeer",
         ),
+        (
+            "HaVirtualIp = 192.0.2.100/24 dev eth0\nHaTrackInterface = eth0\nHaTrackInterface = eth0\n",
+            "wl0.conf:10: [Interface] HaTrackInterface: eth0 is listed twice",
+        ),
+        (
+            "HaVirtualIp = 192.0.2.100/24 dev eth0\nHaTrackInterface = a/b\n",
+            "wl0.conf:9: [Interface] HaTrackInterface",
+        ),
     ] {
         let error = builtin(extra).unwrap_err().to_string();
         assert!(error.contains(key), "{extra:?}: {error}");
     }
+    let tracked_by_keepalived = ha_config(&format!(
+        "HaMode = keepalived\nHaNodeId = 0\nHaKey = {HA_KEY}\nHaListen = 10.0.0.1:51900\n\
+         HaPeer = 10.0.0.2:51900\nHaTrackInterface = eth0\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        tracked_by_keepalived.contains(
+            "wl0.conf:8: [Interface] HaTrackInterface: is only used with HaMode = builtin"
+        ),
+        "{tracked_by_keepalived}"
+    );
     let stray = ha_config(&format!(
         "HaMode = keepalived\nHaNodeId = 0\nHaKey = {HA_KEY}\nHaListen = 10.0.0.1:51900\n\
          HaPeer = 10.0.0.2:51900\nHaPriority = 5\n"

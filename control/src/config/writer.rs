@@ -120,6 +120,9 @@ fn write_ha(out: &mut Lines, ha: &HaConfig) {
         out.pair("HaPriority", &ha.priority);
         out.pair("HaPreempt", &if ha.preempt { "on" } else { "off" });
     }
+    for interface in &ha.track_interfaces {
+        out.pair("HaTrackInterface", interface);
+    }
 }
 
 /// The failover keys that differ from their defaults.

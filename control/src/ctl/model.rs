@@ -119,6 +119,10 @@ pub struct HaSnapshot {
     pub records_sent: u64,
     /// Sync messages refused.
     pub protocol_errors: u64,
+    /// `HaTrackInterface` links that are down now: while any is, the node is not eligible
+    /// to be active (builtin mode).
+    #[serde(default)]
+    pub tracked_down: Vec<String>,
 }
 
 /// One `HaPeer` as this node sees it.

@@ -248,6 +248,13 @@ pub fn ha_status(status: &super::model::HaSnapshot) -> String {
         status.import_failures,
         status.protocol_errors
     );
+    if !status.tracked_down.is_empty() {
+        let _ = writeln!(
+            out,
+            "  faulted: tracked interface down: {} (not eligible to be active)",
+            status.tracked_down.join(", ")
+        );
+    }
     out
 }
 

@@ -19,6 +19,7 @@ mod privileges;
 mod setup;
 mod snapshot;
 mod sticky_source;
+mod tracked;
 mod vip;
 
 use std::path::{Path, PathBuf};

@@ -71,6 +71,17 @@ pub struct LinkInfo {
     pub tx_queues: u32,
     /// ID of the attached XDP program, if any.
     pub xdp_program_id: Option<u32>,
+    /// The `IFF_*` flags (`ifi_flags`).
+    pub flags: u32,
+}
+
+impl LinkInfo {
+    /// Whether the link is administratively up and has carrier (`IFF_UP` and
+    /// `IFF_LOWER_UP`): what a node tracking the link needs to use it.
+    pub fn is_up_with_carrier(&self) -> bool {
+        let wanted = (libc::IFF_UP | libc::IFF_LOWER_UP) as u32;
+        self.flags & wanted == wanted
+    }
 }
 
 /// An rtnetlink socket in the namespace of the thread that opened it.
@@ -378,6 +389,7 @@ fn parse_link(payload: &[u8]) -> io::Result<LinkInfo> {
         rx_queues: 1,
         tx_queues: 1,
         xdp_program_id: None,
+        flags: u32_of(&header[8..12]).ok_or_else(invalid)?,
     };
     for (kind, value) in attributes(&payload[IFINFOMSG_LEN..]) {
         match kind {
