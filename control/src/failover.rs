@@ -153,6 +153,17 @@ impl EndpointFailover {
         }
     }
 
+    /// Where the peer must send when it now sends to `current`: the address in use, if
+    /// `current` differs. WireGuard roams a peer to the source of any authenticated packet,
+    /// so a late packet from the gateway the list just left (an echo still in flight) would
+    /// pull the peer back to it and undo the move; the list decides instead.
+    pub fn pinned_address(&self, current: Option<SocketAddr>) -> Option<SocketAddr> {
+        match self.state {
+            State::Using { address, .. } if current != Some(address) => Some(address),
+            _ => None,
+        }
+    }
+
     /// Failovers so far.
     pub fn switches(&self) -> u64 {
         self.switches
@@ -497,5 +508,20 @@ mod tests {
             ..Liveness::default()
         };
         assert_eq!(list.poll(at(71.4), healthy, &mut OsRng), moved(A, Some(25)));
+    }
+
+    #[test]
+    fn a_late_packet_from_the_endpoint_left_does_not_pull_the_peer_back() {
+        let mut list = list(&[A, B], keys(2, Some(4)));
+        let (a, b) = (A.parse().unwrap(), B.parse().unwrap());
+        assert_eq!(list.pinned_address(Some(a)), None);
+        list.poll(at(3.0), silent_since(1.0), &mut OsRng);
+        // Still sending to A (the move is not applied yet, or a packet from A roamed it).
+        assert_eq!(list.pinned_address(Some(a)), Some(b));
+        assert_eq!(list.pinned_address(Some(b)), None);
+        // While a name resolves there is nothing to pin to.
+        let mut named = super::tests::list(&[A, "gw.example.net:1"], keys(2, None));
+        named.poll(at(3.0), silent_since(1.0), &mut OsRng);
+        assert_eq!(named.pinned_address(Some(a)), None);
     }
 }

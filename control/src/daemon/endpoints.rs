@@ -106,6 +106,10 @@ impl Failovers {
             }
         }
         for (id, list) in &mut self.lists {
+            if let Some(address) = list.pinned_address(node.peer(*id).endpoint()) {
+                tracing::debug!(endpoint = %address, "endpoint list: roamed away; back to the list's endpoint");
+                node.set_endpoint(*id, Some(address));
+            }
             if let Some(action) = list.poll(now, node.peer(*id).liveness(), &mut OsRng) {
                 actions.push((*id, action));
             }
