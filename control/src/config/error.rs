@@ -56,6 +56,7 @@ impl Section {
                 "HaPriority",
                 "HaPreempt",
                 "HaTrackInterface",
+                "HaPool",
             ],
             Self::Peer => &[
                 "PublicKey",

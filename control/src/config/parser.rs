@@ -233,6 +233,8 @@ struct HaBuilder {
     track_interfaces: Vec<String>,
     /// The line of the first `HaTrackInterface` (a repeatable key has no single line).
     track_line: Option<usize>,
+    pools: Vec<IpPrefix>,
+    pool_line: Option<usize>,
 }
 
 impl HaBuilder {
@@ -261,6 +263,7 @@ impl HaBuilder {
                 ("HaPriority", self.priority.is_some()),
                 ("HaPreempt", self.preempt.is_some()),
                 ("HaTrackInterface", !self.track_interfaces.is_empty()),
+                ("HaPool", !self.pools.is_empty()),
             ];
             if let Some((key, _)) = set.into_iter().find(|(_, set)| *set) {
                 return Err(invalid(
@@ -291,6 +294,19 @@ impl HaBuilder {
             return Err(invalid(
                 key,
                 format!("is only used with HaMode = builtin (here: {mode})"),
+            ));
+        }
+        if mode != HaMode::ActiveActive && !self.pools.is_empty() {
+            return Err((
+                self.pool_line,
+                ConfigErrorKind::InvalidValue {
+                    section: Section::Interface,
+                    key: "HaPool",
+                    problem: format!(
+                        "is only used with HaMode = active-active (here: {mode}; the active \
+                         node of a pair routes every peer)"
+                    ),
+                },
             ));
         }
         if mode != HaMode::Builtin && !self.track_interfaces.is_empty() {
@@ -334,6 +350,7 @@ impl HaBuilder {
             priority: self.priority.unwrap_or(DEFAULT_PRIORITY),
             preempt: self.preempt.unwrap_or(true),
             track_interfaces: self.track_interfaces,
+            pools: self.pools,
         }))
     }
 }
@@ -382,6 +399,7 @@ impl InterfaceBuilder {
                 | "HaPeer"
                 | "HaVirtualIp"
                 | "HaTrackInterface"
+                | "HaPool"
         );
         if !repeatable {
             self.single_valued.claim(SECTION, key, line)?;
@@ -478,6 +496,16 @@ impl InterfaceBuilder {
             }
             "HaPriority" => self.ha.priority = Some(parse_priority(value).map_err(invalid)?),
             "HaPreempt" => self.ha.preempt = Some(parse_on_off(value).map_err(invalid)?),
+            "HaPool" => {
+                for item in list_items(value) {
+                    let pool = parse_allowed_ip(item).map_err(invalid)?;
+                    if self.ha.pools.contains(&pool) {
+                        return Err(invalid(value_error!("{pool} is listed twice")));
+                    }
+                    self.ha.pools.push(pool);
+                }
+                self.ha.pool_line.get_or_insert(line);
+            }
             "HaTrackInterface" => {
                 let name = parse_interface_name(value).map_err(invalid)?;
                 if self.ha.track_interfaces.contains(&name) {

@@ -156,6 +156,7 @@ fn every_documented_key_is_accepted() {
         ("HaPriority", "150"),
         ("HaPreempt", "off"),
         ("HaTrackInterface", "eth1"),
+        ("HaPool", "10.99.1.0/24"),
     ];
     let peer_values = [
         ("PublicKey", BOB_PUBLIC),
@@ -176,7 +177,12 @@ fn every_documented_key_is_accepted() {
     assert_eq!(keys_of(&peer_values), Section::Peer.valid_keys());
 
     let mut text = String::from("[Interface]\n");
-    for (key, value) in interface_values {
+    // HaPool belongs to active-active, the builtin keys to builtin: parse the builtin set
+    // here (HaPool parses in `ha_pools_are_active_active_prefixes`).
+    for (key, value) in interface_values
+        .into_iter()
+        .filter(|(key, _)| *key != "HaPool")
+    {
         text += &format!("{} = {value}\n", key.to_uppercase());
     }
     text += "[Peer]\n";
@@ -298,7 +304,7 @@ fn unknown_key_lists_the_valid_keys_of_its_section() {
          ListenPort, Address, MTU, DNS, Table, FwMark, PreUp, PostUp, PreDown, PostDown, \
          SaveConfig, MetricsAddress, TestTimerScale, Attach, XdpMode, Workers, Cores, Queues, \
          ZeroCopy, FrameSize, RingSize, BusyPoll, HaMode, HaNodeId, HaKey, HaListen, HaPeer, \
-         HaCheckpointMs, HaVirtualIp, HaPriority, HaPreempt, HaTrackInterface"
+         HaCheckpointMs, HaVirtualIp, HaPriority, HaPreempt, HaTrackInterface, HaPool"
     );
     let message = parse_err(&format!("{}[Peer]\nAddress = 10.0.0.1\n", interface_only()));
     assert_eq!(
@@ -669,6 +675,14 @@ fn valid_config() -> impl Strategy<Value = Config> {
                         priority: DEFAULT_PRIORITY,
                         preempt: true,
                         track_interfaces: Vec::new(),
+                        pools: if fwmark % 8 == 1 {
+                            Vec::new()
+                        } else {
+                            vec![
+                                IpPrefix::new(IpAddr::from([10, 99, 1, 0]), 24).unwrap(),
+                                IpPrefix::new("fd99:1::".parse().unwrap(), 64).unwrap(),
+                            ]
+                        },
                     }),
                 },
                 peers,
@@ -1111,4 +1125,47 @@ fn bad_endpoint_settings_name_the_line_and_key() {
             .to_string();
         assert!(error.contains(expected), "{keys:?}: {error}");
     }
+}
+
+#[test]
+fn ha_pools_are_active_active_prefixes() {
+    let active_active = |extra: &str| {
+        ha_config(&format!(
+            "HaMode = active-active\nHaNodeId = 0\nHaKey = {HA_KEY}\nHaListen = 10.0.0.1:51900\n\
+             HaPeer = 10.0.0.2:51900\n{extra}"
+        ))
+    };
+    let config =
+        active_active("HaPool = 10.99.1.7/24, fd99:1::/64\nHaPool = 10.98.0.0/16\n").unwrap();
+    let pools: Vec<String> = (config.interface.ha.as_ref().unwrap().pools.iter())
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(pools, ["10.99.1.0/24", "fd99:1::/64", "10.98.0.0/16"]);
+    assert_eq!(
+        Config::parse(&config.to_wg_quick_string(), "again").unwrap(),
+        config
+    );
+    for (extra, expected) in [
+        (
+            "HaPool = 10.99.1.0/33\n",
+            "wl0.conf:8: [Interface] HaPool: \"10.99.1.0/33\"",
+        ),
+        (
+            "HaPool = 10.99.1.0/24\nHaPool = 10.99.1.0/24\n",
+            "wl0.conf:9: [Interface] HaPool: 10.99.1.0/24 is listed twice",
+        ),
+    ] {
+        let error = active_active(extra).unwrap_err().to_string();
+        assert!(error.contains(expected), "{extra:?}: {error}");
+    }
+    let pair = ha_config(&format!(
+        "HaMode = keepalived\nHaNodeId = 0\nHaKey = {HA_KEY}\nHaListen = 10.0.0.1:51900\n\
+         HaPeer = 10.0.0.2:51900\nHaPool = 10.99.1.0/24\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        pair.contains("wl0.conf:8: [Interface] HaPool: is only used with HaMode = active-active"),
+        "{pair}"
+    );
 }

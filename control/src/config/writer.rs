@@ -123,6 +123,7 @@ fn write_ha(out: &mut Lines, ha: &HaConfig) {
     for interface in &ha.track_interfaces {
         out.pair("HaTrackInterface", interface);
     }
+    out.list("HaPool", &ha.pools);
 }
 
 /// The failover keys that differ from their defaults.

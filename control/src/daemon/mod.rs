@@ -15,6 +15,7 @@ mod ha_link;
 mod hooks;
 mod interface;
 mod notify;
+mod pool_routes;
 mod privileges;
 mod setup;
 mod snapshot;

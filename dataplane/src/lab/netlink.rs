@@ -462,6 +462,33 @@ impl Netlink {
         table: u32,
     ) -> io::Result<()> {
         const RTM_NEWROUTE: u16 = 24;
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+        self.link_route(RTM_NEWROUTE, flags, index, destination, prefix_len, table)
+    }
+
+    /// Removes what [`Netlink::add_route_in_table`] added
+    /// (`ip route del <destination>/<prefix_len> dev <link> table <table>`).
+    pub fn delete_route_in_table(
+        &mut self,
+        index: u32,
+        destination: IpAddr,
+        prefix_len: u8,
+        table: u32,
+    ) -> io::Result<()> {
+        const RTM_DELROUTE: u16 = 25;
+        let flags = NLM_F_REQUEST | NLM_F_ACK;
+        self.link_route(RTM_DELROUTE, flags, index, destination, prefix_len, table)
+    }
+
+    fn link_route(
+        &mut self,
+        message_type: u16,
+        flags: u16,
+        index: u32,
+        destination: IpAddr,
+        prefix_len: u8,
+        table: u32,
+    ) -> io::Result<()> {
         const RT_TABLE_COMPAT: u8 = 252;
         const RTPROT_STATIC: u8 = 4;
         const RT_SCOPE_LINK: u8 = 253;
@@ -482,11 +509,7 @@ impl Netlink {
         body[5] = RTPROT_STATIC;
         body[6] = RT_SCOPE_LINK;
         body[7] = RTN_UNICAST;
-        let mut message = Message::new(
-            RTM_NEWROUTE,
-            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-            &body,
-        );
+        let mut message = Message::new(message_type, flags, &body);
         if prefix_len > 0 {
             message.attr(RTA_DST, &bytes);
         }
