@@ -17,6 +17,12 @@
 //!    synced session over), client 2 never notices.
 //! 3. DNS round-robin: the client's only endpoint is a name with both gateways' addresses
 //!    (dnsmasq in a lab host); the gateway it uses dies; it uses the other address.
+//! 4. Active-active with a client address pool per node (`HaPool`): the survivor routes
+//!    a taken-over client of the dead node's pool while it owns it, and removes the route
+//!    when the client fails back.
+//!
+//! Test 1 also checks per-endpoint settings: the clients' second endpoint has its own
+//! `keepalive=`, which becomes the peer's keepalive when the client moves there.
 //!
 //! Without root each test prints `skipping: <reason>` and passes.
 

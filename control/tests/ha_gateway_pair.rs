@@ -22,6 +22,11 @@
 //! 2. Split brain: the sync link fails and both nodes are active at once, both sending to
 //!    the client on the same session keys: a capture on the client's link shows no
 //!    (receiver index, counter) pair twice, and the client follows the newer epoch.
+//! 3. Builtin mode (`HaMode = builtin`, no keepalived): election, failover and fail-back;
+//!    then interface tracking (`HaTrackInterface`): the active node's LAN link goes down,
+//!    the partner takes over and announces the IPv6 VIP with unsolicited neighbour
+//!    advertisements (the client's neighbour entry moves without the client sending), and
+//!    the node takes the role back when the link returns.
 //!
 //! Without root each test prints `skipping: <reason>` and passes.
 
