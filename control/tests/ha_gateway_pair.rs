@@ -1067,7 +1067,7 @@ fn mac_text(mac: [u8; 6]) -> String {
 }
 
 /// Builtin mode with `HaTrackInterface` on a node's LAN link and an IPv6 VIP on its WAN
-/// link. The active node's LAN link goes down: it steps down, the partner takes the VIPs
+/// link. The active node's LAN link loses carrier: it steps down, the partner takes the VIPs
 /// and the session (no handshake) and announces the IPv6 VIP with unsolicited neighbour
 /// advertisements, so the client's neighbour entry moves to the partner's MAC without the
 /// client sending anything to it. The link returns: the higher node takes the role back
@@ -1120,10 +1120,10 @@ fn builtin_pair_tracks_an_interface_and_announces_ipv6_vips() {
         || client_neighbour_mac(&lab, WAN_VIP_V6).as_deref() == Some(a_mac.as_str()),
     );
 
-    // A's tracked LAN link goes down: A is no longer eligible, B takes over at once.
+    // A's tracked LAN link loses carrier (its switch port dies; A's interface stays
+    // administratively up): A is no longer eligible, B takes over at once.
     let cut = Instant::now();
-    lab.switch
-        .set_link(&lab.gateways[0], &lab.lan[0].name, false);
+    lab.switch.set_port(&lab.lan[0].name, false);
     wait_for(
         "B to take over from the faulted A",
         Duration::from_secs(5),
@@ -1155,9 +1155,8 @@ fn builtin_pair_tracks_an_interface_and_announces_ipv6_vips() {
     );
     assert!(gap <= MAX_GAP, "failover gap {gap:?} > {MAX_GAP:?}");
 
-    // The link returns: A ranks 150 again and, with preemption on, takes the role back.
-    lab.switch
-        .set_link(&lab.gateways[0], &lab.lan[0].name, true);
+    // The carrier returns: A ranks 150 again and, with preemption on, takes the role back.
+    lab.switch.set_port(&lab.lan[0].name, true);
     wait_for("A to take the role back", Duration::from_secs(5), || {
         role(&a) == "active" && holds_vip(&lab, 0)
     });

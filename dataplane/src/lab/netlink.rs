@@ -589,6 +589,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_link_is_usable_only_up_and_with_carrier() {
+        let flags = |flags: i32| LinkInfo {
+            index: 1,
+            name: "eth0".into(),
+            mac: Vec::new(),
+            rx_queues: 1,
+            tx_queues: 1,
+            xdp_program_id: None,
+            flags: flags as u32,
+        };
+        let running = libc::IFF_UP | libc::IFF_RUNNING | libc::IFF_LOWER_UP;
+        assert!(flags(running).is_up_with_carrier());
+        assert!(
+            !flags(running & !libc::IFF_LOWER_UP).is_up_with_carrier(),
+            "no carrier"
+        );
+        assert!(!flags(running & !libc::IFF_UP).is_up_with_carrier(), "down");
+        assert!(!flags(0).is_up_with_carrier());
+    }
+
+    #[test]
     fn nested_attributes_carry_their_total_length() {
         let mut message = Message::new(RTM_NEWLINK, NLM_F_REQUEST, &ifinfomsg(0, 0, 0));
         let outer = message.begin_nested(IFLA_LINKINFO);
