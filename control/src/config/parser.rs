@@ -296,31 +296,36 @@ impl HaBuilder {
                 format!("is only used with HaMode = builtin (here: {mode})"),
             ));
         }
-        if mode != HaMode::ActiveActive && !self.pools.is_empty() {
-            return Err((
+        // Repeatable keys have no single line in `keys`: their first line is kept apart.
+        let mode_only = [
+            (
+                "HaPool",
                 self.pool_line,
-                ConfigErrorKind::InvalidValue {
-                    section: Section::Interface,
-                    key: "HaPool",
-                    problem: format!(
-                        "is only used with HaMode = active-active (here: {mode}; the active \
-                         node of a pair routes every peer)"
-                    ),
-                },
-            ));
-        }
-        if mode != HaMode::Builtin && !self.track_interfaces.is_empty() {
-            return Err((
+                HaMode::ActiveActive,
+                !self.pools.is_empty(),
+                "the active node of a pair routes every peer",
+            ),
+            (
+                "HaTrackInterface",
                 self.track_line,
-                ConfigErrorKind::InvalidValue {
-                    section: Section::Interface,
-                    key: "HaTrackInterface",
-                    problem: format!(
-                        "is only used with HaMode = builtin (here: {mode}; with keepalived, \
-                         use its track_interface)"
-                    ),
-                },
-            ));
+                HaMode::Builtin,
+                !self.track_interfaces.is_empty(),
+                "with keepalived, use its track_interface",
+            ),
+        ];
+        for (key, line, wanted, set, hint) in mode_only {
+            if set && mode != wanted {
+                return Err((
+                    line,
+                    ConfigErrorKind::InvalidValue {
+                        section: Section::Interface,
+                        key,
+                        problem: format!(
+                            "is only used with HaMode = {wanted} (here: {mode}; {hint})"
+                        ),
+                    },
+                ));
+            }
         }
         if mode == HaMode::Builtin {
             if self.virtual_ips.is_empty() {
