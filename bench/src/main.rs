@@ -43,7 +43,10 @@ options:
   --seconds S        scale, spread: seconds per point (default 1, 0.1 with --quick)
   --runs N           scale, spread: runs per point, the median is reported (default 3)
   --minutes M        soak: how long (default 10, 1 with --quick)
-  --peers N          soak: warpline clients, one peer each (default 16)";
+  --peers N          soak: warpline clients, one peer each (default 16)
+  --failovers        soak: an active-active HA pair; the clients' path to gateway A is cut
+                     for 3 s every --failover-every S seconds (default: a sixth of the run,
+                     10 to 120 s); writes soak-failover.json and .svg";
 
 /// The command line: a suite and options.
 #[derive(Debug, Default)]
@@ -85,6 +88,15 @@ fn parse_args() -> Result<Args, String> {
             }
             "--peers" => {
                 args.soak.peers = Some(value()?.parse().map_err(|e| format!("--peers: {e}"))?)
+            }
+            "--failovers" => {
+                args.soak.failover_every.get_or_insert(None);
+            }
+            "--failover-every" => {
+                let seconds = value()?
+                    .parse()
+                    .map_err(|e| format!("--failover-every: {e}"))?;
+                args.soak.failover_every = Some(Some(seconds));
             }
             "-h" | "--help" => args.suite = Some("list".into()),
             flag if flag.starts_with('-') => return Err(format!("unknown option {flag}\n{USAGE}")),

@@ -18,6 +18,7 @@
 //! reports [`ConfigWarning`]s about it. Parsing resolves no host names and runs no hooks.
 
 mod endpoint;
+mod endpoint_list;
 mod error;
 mod ha_keys;
 mod layout_keys;
@@ -38,6 +39,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 pub use self::endpoint::Endpoint;
+pub use self::endpoint_list::EndpointSettings;
 pub use self::error::{ConfigError, ConfigErrorKind, Section, ShownName};
 pub use self::ha_keys::{
     DEFAULT_CHECKPOINT, DEFAULT_FAILOVER_AFTER, DEFAULT_PRIORITY, EndpointPolicy, FailoverKeys,
@@ -149,6 +151,11 @@ pub struct PeerConfig {
     /// The further endpoints of an `Endpoint` list (warpline extension), in order: where to
     /// fail over to when the current one goes silent.
     pub more_endpoints: Vec<Endpoint>,
+    /// The settings written after each `Endpoint` list item (`gw.example.com:51820
+    /// keepalive=25`, warpline extension), by position (0 is `endpoint`). The list may be
+    /// shorter than the endpoints: a missing entry sets nothing (the parser leaves no
+    /// trailing empty ones).
+    pub endpoint_settings: Vec<EndpointSettings>,
     /// `EndpointPolicy`, `FailoverAfter`, `FailBack` (warpline extensions): how the endpoints
     /// are used; only matters with more than one.
     pub failover: FailoverKeys,
@@ -157,6 +164,29 @@ pub struct PeerConfig {
     /// `Cipher` (warpline extension): the AEAD suite, ChaCha20-Poly1305 unless set. AES-256-GCM
     /// only works between warpline peers that both configure it.
     pub cipher: CipherSuite,
+}
+
+impl PeerConfig {
+    /// The `Endpoint` list in order: `endpoint`, then `more_endpoints`.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.endpoint.iter().chain(&self.more_endpoints)
+    }
+
+    /// The settings of endpoint `index` of the list.
+    pub fn settings_of(&self, index: usize) -> EndpointSettings {
+        self.endpoint_settings
+            .get(index)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The persistent keepalive while endpoint `index` is in use: its own `keepalive=`
+    /// if it has one, else `PersistentKeepalive`.
+    pub fn keepalive_at(&self, index: usize) -> Option<NonZeroU16> {
+        self.settings_of(index)
+            .keepalive
+            .unwrap_or(self.persistent_keepalive)
+    }
 }
 
 impl Config {

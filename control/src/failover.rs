@@ -12,7 +12,9 @@
 //! - if nothing authenticated arrives within [`HANDSHAKE_AFTER_SWITCH`], it is not (or not
 //!   synced) and a handshake starts right away instead of after WireGuard's 15 s.
 //!
-//! `FailBack = N` returns to the first candidate after N seconds on a later one.
+//! `FailBack = N` returns to the first candidate after N seconds on a later one. Each
+//! candidate may carry its own keepalive (`Endpoint = a:1 keepalive=25, b:2`): moving to
+//! it makes that the peer's keepalive.
 //! Resolving is the caller's job ([`Action::Resolve`]), since it blocks.
 
 use std::net::SocketAddr;
@@ -38,10 +40,26 @@ pub enum Action {
         /// The endpoint to resolve.
         endpoint: Endpoint,
     },
-    /// Send to this address from now on (the session is kept).
-    UseEndpoint(SocketAddr),
+    /// Send to `address` from now on (the session is kept), with `keepalive` as the peer's
+    /// persistent keepalive.
+    UseEndpoint {
+        /// Where to send.
+        address: SocketAddr,
+        /// The keepalive of the candidate the address belongs to.
+        keepalive: Option<Duration>,
+    },
     /// Start a handshake now: the new endpoint did not answer on the old session.
     Handshake,
+}
+
+/// One entry of a peer's endpoint list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Where it is.
+    pub endpoint: Endpoint,
+    /// The peer's persistent keepalive while it is in use (its `keepalive=` setting, else
+    /// the peer's `PersistentKeepalive`).
+    pub keepalive: Option<Duration>,
 }
 
 /// Where the walk is.
@@ -61,7 +79,7 @@ enum State {
 /// One peer's endpoint list and its position in it.
 #[derive(Debug, Clone)]
 pub struct EndpointFailover {
-    candidates: Vec<Endpoint>,
+    candidates: Vec<Candidate>,
     keys: FailoverKeys,
     /// The round's order of candidate indices.
     order: Vec<usize>,
@@ -79,7 +97,7 @@ impl EndpointFailover {
     /// The list for `candidates` (at least one), starting on `first`, the address the first
     /// candidate resolved to at start-up (or `None` if none did yet).
     pub fn new(
-        candidates: Vec<Endpoint>,
+        candidates: Vec<Candidate>,
         keys: FailoverKeys,
         first: Option<(usize, Vec<SocketAddr>)>,
         now: Time,
@@ -123,7 +141,7 @@ impl EndpointFailover {
     }
 
     /// The configured endpoints, in config order.
-    pub fn candidates(&self) -> &[Endpoint] {
+    pub fn candidates(&self) -> &[Candidate] {
         &self.candidates
     }
 
@@ -132,6 +150,17 @@ impl EndpointFailover {
         match self.state {
             State::Using { address, .. } => Some((self.order[self.position], address)),
             State::Resolving => None,
+        }
+    }
+
+    /// Where the peer must send when it now sends to `current`: the address in use, if
+    /// `current` differs. WireGuard roams a peer to the source of any authenticated packet,
+    /// so a late packet from the gateway the list just left (an echo still in flight) would
+    /// pull the peer back to it and undo the move; the list decides instead.
+    pub fn pinned_address(&self, current: Option<SocketAddr>) -> Option<SocketAddr> {
+        match self.state {
+            State::Using { address, .. } if current != Some(address) => Some(address),
+            _ => None,
         }
     }
 
@@ -165,7 +194,10 @@ impl EndpointFailover {
             since: now,
             probing: true,
         };
-        Action::UseEndpoint(address)
+        Action::UseEndpoint {
+            address,
+            keepalive: self.candidates[self.order[self.position]].keepalive,
+        }
     }
 
     /// Moves to the next candidate of the round (a new round after the last).
@@ -179,7 +211,7 @@ impl EndpointFailover {
 
     fn enter_candidate(&mut self, now: Time) -> Option<Action> {
         let index = self.order[self.position];
-        match &self.candidates[index] {
+        match &self.candidates[index].endpoint {
             Endpoint::Addr(address) => {
                 let address = *address;
                 self.addresses = vec![address];
@@ -274,12 +306,32 @@ mod tests {
     }
 
     fn list(candidates: &[&str], keys: FailoverKeys) -> EndpointFailover {
-        let candidates: Vec<Endpoint> = candidates.iter().map(|c| c.parse().unwrap()).collect();
-        let first = match &candidates[0] {
+        let without_keepalives: Vec<_> = candidates.iter().map(|&c| (c, None)).collect();
+        list_with_keepalives(&without_keepalives, keys)
+    }
+
+    fn list_with_keepalives(
+        candidates: &[(&str, Option<u64>)],
+        keys: FailoverKeys,
+    ) -> EndpointFailover {
+        let candidates: Vec<Candidate> = (candidates.iter())
+            .map(|&(endpoint, keepalive)| Candidate {
+                endpoint: endpoint.parse().unwrap(),
+                keepalive: keepalive.map(Duration::from_secs),
+            })
+            .collect();
+        let first = match &candidates[0].endpoint {
             Endpoint::Addr(address) => Some((0, vec![*address])),
             Endpoint::Host { .. } => None,
         };
         EndpointFailover::new(candidates, keys, first, Time::ZERO, &mut OsRng)
+    }
+
+    fn use_endpoint(address: SocketAddr) -> Action {
+        Action::UseEndpoint {
+            address,
+            keepalive: None,
+        }
     }
 
     fn silent_since(t: f64) -> Liveness {
@@ -302,7 +354,7 @@ mod tests {
         assert_eq!(list.poll(at(3.9), silent_since(1.0), &mut OsRng), None);
         assert_eq!(
             list.poll(at(4.0), silent_since(1.0), &mut OsRng),
-            Some(Action::UseEndpoint(B.parse().unwrap()))
+            Some(use_endpoint(B.parse().unwrap()))
         );
         assert_eq!(list.active(), Some((1, B.parse().unwrap())));
         // The synced partner answers at once: no handshake.
@@ -330,7 +382,7 @@ mod tests {
         assert_eq!(list.poll(at(6.9), failing, &mut OsRng), None);
         assert_eq!(
             list.poll(at(7.0), failing, &mut OsRng),
-            Some(Action::UseEndpoint(A.parse().unwrap()))
+            Some(use_endpoint(A.parse().unwrap()))
         );
         assert_eq!(list.switches(), 2);
     }
@@ -350,24 +402,24 @@ mod tests {
         ];
         assert_eq!(
             list.resolved(at(3.1), 1, round_robin.clone()),
-            Some(Action::UseEndpoint(round_robin[0]))
+            Some(use_endpoint(round_robin[0]))
         );
         // The first address is dead too: the name's second address, without resolving.
         let later = silent_since(1.0);
         assert_eq!(
             list.poll(at(5.2), later, &mut OsRng),
-            Some(Action::UseEndpoint(round_robin[1]))
+            Some(use_endpoint(round_robin[1]))
         );
         // Both dead: a new round starts at A.
         assert_eq!(
             list.poll(at(7.3), later, &mut OsRng),
-            Some(Action::UseEndpoint(A.parse().unwrap()))
+            Some(use_endpoint(A.parse().unwrap()))
         );
         // A failed resolution skips the name.
         list.poll(at(9.4), later, &mut OsRng);
         assert_eq!(
             list.resolved(at(9.5), 1, Vec::new()),
-            Some(Action::UseEndpoint(A.parse().unwrap()))
+            Some(use_endpoint(A.parse().unwrap()))
         );
         // A late answer for a candidate no longer wanted is ignored.
         assert_eq!(list.resolved(at(9.6), 1, round_robin), None);
@@ -384,7 +436,7 @@ mod tests {
         assert_eq!(list.poll(at(32.9), healthy(32.0), &mut OsRng), None);
         assert_eq!(
             list.poll(at(33.0), healthy(32.0), &mut OsRng),
-            Some(Action::UseEndpoint(A.parse().unwrap()))
+            Some(use_endpoint(A.parse().unwrap()))
         );
         let mut never = super::tests::list(&[A, B], keys(2, None));
         never.poll(at(3.0), silent_since(1.0), &mut OsRng);
@@ -409,5 +461,67 @@ mod tests {
             list.poll(at(t), silent_since(t - 1.5), &mut OsRng);
         }
         assert_eq!(seen.len(), candidates.len(), "{seen:?}");
+    }
+
+    #[test]
+    fn each_move_brings_the_keepalive_of_the_endpoint_moved_to() {
+        const C: &str = "gw.example.net:51820";
+        let mut list =
+            list_with_keepalives(&[(A, Some(25)), (B, None), (C, Some(5))], keys(2, Some(60)));
+        let moved = |address: &str, keepalive: Option<u64>| {
+            Some(Action::UseEndpoint {
+                address: address.parse().unwrap(),
+                keepalive: keepalive.map(Duration::from_secs),
+            })
+        };
+        assert_eq!(
+            list.poll(at(3.0), silent_since(1.0), &mut OsRng),
+            moved(B, None)
+        );
+        let action = list.poll(at(5.0), silent_since(1.0), &mut OsRng);
+        assert!(
+            matches!(action, Some(Action::Resolve { index: 2, .. })),
+            "{action:?}"
+        );
+        // Every address of the name is the same candidate: all bring its keepalive.
+        let addresses = vec![
+            "198.51.100.1:51820".parse().unwrap(),
+            "198.51.100.2:51820".parse().unwrap(),
+        ];
+        assert_eq!(
+            list.resolved(at(5.1), 2, addresses),
+            moved("198.51.100.1:51820", Some(5))
+        );
+        assert_eq!(
+            list.poll(at(7.2), silent_since(1.0), &mut OsRng),
+            moved("198.51.100.2:51820", Some(5))
+        );
+        assert_eq!(
+            list.poll(at(9.3), silent_since(1.0), &mut OsRng),
+            moved(A, Some(25))
+        );
+        // Fail-back to the first endpoint brings its keepalive back too.
+        list.poll(at(11.4), silent_since(1.0), &mut OsRng);
+        assert_eq!(list.active().map(|(index, _)| index), Some(1));
+        let healthy = Liveness {
+            last_received: Some(at(71.0)),
+            ..Liveness::default()
+        };
+        assert_eq!(list.poll(at(71.4), healthy, &mut OsRng), moved(A, Some(25)));
+    }
+
+    #[test]
+    fn a_late_packet_from_the_endpoint_left_does_not_pull_the_peer_back() {
+        let mut list = list(&[A, B], keys(2, Some(4)));
+        let (a, b) = (A.parse().unwrap(), B.parse().unwrap());
+        assert_eq!(list.pinned_address(Some(a)), None);
+        list.poll(at(3.0), silent_since(1.0), &mut OsRng);
+        // Still sending to A (the move is not applied yet, or a packet from A roamed it).
+        assert_eq!(list.pinned_address(Some(a)), Some(b));
+        assert_eq!(list.pinned_address(Some(b)), None);
+        // While a name resolves there is nothing to pin to.
+        let mut named = super::tests::list(&[A, "gw.example.net:1"], keys(2, None));
+        named.poll(at(3.0), silent_since(1.0), &mut OsRng);
+        assert_eq!(named.pinned_address(Some(a)), None);
     }
 }

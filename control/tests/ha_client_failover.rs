@@ -17,6 +17,12 @@
 //!    synced session over), client 2 never notices.
 //! 3. DNS round-robin: the client's only endpoint is a name with both gateways' addresses
 //!    (dnsmasq in a lab host); the gateway it uses dies; it uses the other address.
+//! 4. Active-active with a client address pool per node (`HaPool`): the survivor routes
+//!    a taken-over client of the dead node's pool while it owns it, and removes the route
+//!    when the client fails back.
+//!
+//! Test 1 also checks per-endpoint settings: the clients' second endpoint has its own
+//! `keepalive=`, which becomes the peer's keepalive when the client moves there.
 //!
 //! Without root each test prints `skipping: <reason>` and passes.
 
@@ -186,16 +192,23 @@ fn a_client_fails_over_to_an_unsynced_gateway_with_a_new_handshake() {
         &lab.clients[0],
         &dir,
         "wlc",
+        // The second gateway has a keepalive of its own; both take EndpointPort's port.
         &client_config(
             0,
             &client_key,
             &gateway_key,
-            "10.210.0.1:51820, 10.210.0.2:51820",
+            "10.210.0.1, 10.210.0.2 keepalive=3\nEndpointPort = 51820",
         ),
     );
     let probe = probe(&lab.clients[0], 0);
     probe.wait_resumed(Instant::now(), Duration::from_secs(10));
-    assert_eq!(peer(&client)["failover"]["active"], 0);
+    let shown = peer(&client);
+    assert_eq!(shown["failover"]["active"], 0);
+    assert_eq!(shown["persistent_keepalive_secs"], serde_json::Value::Null);
+    assert_eq!(
+        shown["failover"]["keepalive_secs"],
+        serde_json::json!([null, 3])
+    );
 
     let (gap, handshakes) = fail_over(&lab, 0, &mut a, &client, &probe);
     let shown = peer(&client);
@@ -205,6 +218,10 @@ fn a_client_fails_over_to_an_unsynced_gateway_with_a_new_handshake() {
     );
     assert_eq!(shown["failover"]["active"], 1, "{shown:#}");
     assert_eq!(shown["endpoint"], "10.210.0.2:51820");
+    assert_eq!(
+        shown["persistent_keepalive_secs"], 3,
+        "the endpoint's own keepalive did not become the peer's: {shown:#}"
+    );
     assert!(handshakes >= 1, "an unsynced gateway needs a handshake");
     // Detection (FailoverAfter) + the silent-endpoint probe (1 s) + a handshake.
     assert!(
@@ -212,9 +229,9 @@ fn a_client_fails_over_to_an_unsynced_gateway_with_a_new_handshake() {
         "failover took {gap:?}"
     );
     assert!(
-        client
-            .show_text()
-            .contains("endpoints: 10.210.0.1:51820, 10.210.0.2:51820 (active)"),
+        client.show_text().contains(
+            "endpoints: 10.210.0.1:51820 keepalive=off, 10.210.0.2:51820 keepalive=3 (active)"
+        ),
         "{}",
         client.show_text()
     );
@@ -419,4 +436,114 @@ fn warpline_up_with_resolv(
         name: name.to_owned(),
         socket,
     }
+}
+
+/// The routes of tunnel device `ifname` in gateway `node`'s namespace, as `ip route` prints
+/// them.
+fn tunnel_routes(lab: &Lab, node: usize, ifname: &str) -> String {
+    let ip_tool = require_tool("ip", "apt iproute2");
+    let output = command_in(lab.gateways[node].netns(), &ip_tool)
+        .args(["-4", "route", "show", "dev", ifname])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn routes_client(routes: &str, client: IpAddr) -> bool {
+    routes
+        .lines()
+        .any(|line| line.split_whitespace().next() == Some(&client.to_string()))
+}
+
+/// Active-active with a client address pool per node (`HaPool`): A serves 10.99.1.0/24,
+/// B 10.99.2.0/24, and client 0 (10.99.1.2, homed on A) is configured on both. B routes
+/// the client only while it owns its session: A dies, the client moves to B and B's echo
+/// replies reach it only through the route B adds on the takeover; A comes back, the client
+/// fails back to A (A takes the synced session over, B yields it) and B removes the route.
+#[test]
+fn active_active_nodes_with_their_own_pools_route_taken_over_clients() {
+    if let Err(reason) = require_root() {
+        println!("skipping: {reason}");
+        return;
+    }
+    let _serial = serial();
+    let lab = Lab::new(1);
+    let dir = TempDir::new();
+    let (gateway_key, client_key) = (PrivateKey::generate(), PrivateKey::generate());
+    let config = |node: usize| {
+        gateway_config(node, &gateway_key, std::slice::from_ref(&client_key), true).replacen(
+            "\n\n[Peer]",
+            &format!("\nHaPool = 10.99.{}.0/24\n\n[Peer]", node + 1),
+            1,
+        )
+    };
+    let mut a = warpline_up(&lab.gateways[0], &dir, "wla", &config(0));
+    let b = warpline_up(&lab.gateways[1], &dir, "wlb", &config(1));
+    let _echoes = [echo(&lab.gateways[0]), echo(&lab.gateways[1])];
+    let client = warpline_up(
+        &lab.clients[0],
+        &dir,
+        "wlc",
+        &client_config(
+            0,
+            &client_key,
+            &gateway_key,
+            "10.210.0.1:51820, 10.210.0.2:51820\nFailBack = 4",
+        ),
+    );
+    let home = client_tunnel(0);
+    let probe = probe(&lab.clients[0], 0);
+    probe.wait_resumed(Instant::now(), Duration::from_secs(10));
+    assert!(routes_client(&tunnel_routes(&lab, 0, "wla"), home));
+    assert!(
+        !routes_client(&tunnel_routes(&lab, 1, "wlb"), home),
+        "B routes A's client before taking it over:\n{}",
+        tunnel_routes(&lab, 1, "wlb")
+    );
+    wait_for("B to hold A's session", Duration::from_secs(5), || {
+        ha_status(&b)["records_held"].as_u64() >= Some(1)
+    });
+
+    let (gap, handshakes) = fail_over(&lab, 0, &mut a, &client, &probe);
+    println!("own pools, A died: gap {gap:?}, {handshakes} handshake(s)");
+    assert_eq!(handshakes, 0, "the synced session should have resumed");
+    assert!(
+        routes_client(&tunnel_routes(&lab, 1, "wlb"), home),
+        "B took the client over but does not route it:\n{}",
+        tunnel_routes(&lab, 1, "wlb")
+    );
+
+    // A comes back and resyncs; the client fails back to it (FailBack = 4).
+    let (wan, sync) = &lab.gateway_links[0];
+    lab.switch.set_link(&lab.gateways[0], &wan.name, true);
+    lab.switch.set_link(&lab.gateways[0], &sync.name, true);
+    let _ = std::fs::remove_file(&a.socket);
+    drop(a);
+    let a = warpline_up(&lab.gateways[0], &dir, "wla", &config(0));
+    wait_for(
+        "A to hold the session again",
+        Duration::from_secs(5),
+        || ha_status(&a)["records_held"].as_u64() >= Some(1),
+    );
+    wait_for(
+        "the client to fail back to A",
+        Duration::from_secs(10),
+        || {
+            peer(&client)["failover"]["active"] == 0
+                && ha_status(&a)["sessions_owned"].as_u64() >= Some(1)
+        },
+    );
+    wait_for(
+        "B to remove the client's route",
+        Duration::from_secs(5),
+        || !routes_client(&tunnel_routes(&lab, 1, "wlb"), home),
+    );
+    let back = Instant::now();
+    probe.wait_resumed(back, Duration::from_secs(10));
+    let b_status = ha_status(&b);
+    assert_eq!(b_status["sessions_owned"], 0, "{b_status:#}");
+    assert!(
+        b_status["sessions_yielded"].as_u64() >= Some(1),
+        "{b_status:#}"
+    );
 }

@@ -22,6 +22,11 @@
 //! 2. Split brain: the sync link fails and both nodes are active at once, both sending to
 //!    the client on the same session keys: a capture on the client's link shows no
 //!    (receiver index, counter) pair twice, and the client follows the newer epoch.
+//! 3. Builtin mode (`HaMode = builtin`, no keepalived): election, failover and fail-back;
+//!    then interface tracking (`HaTrackInterface`): the active node's LAN link goes down,
+//!    the partner takes over and announces the IPv6 VIP with unsolicited neighbour
+//!    advertisements (the client's neighbour entry moves without the client sending), and
+//!    the node takes the role back when the link returns.
 //!
 //! Without root each test prints `skipping: <reason>` and passes.
 
@@ -1039,4 +1044,129 @@ fn builtin_pair_elects_fails_over_and_back_without_keepalived() {
     );
     assert!(gap <= MAX_GAP, "failback gap {gap:?} > {MAX_GAP:?}");
     assert_eq!(ha_status(&b)["sessions_owned"], 0, "two owners");
+}
+
+const CLIENT_WAN_V6: &str = "fd10::50";
+const WAN_VIP_V6: &str = "fd10::100";
+
+/// The client's neighbour entry for `address` on its WAN link: the MAC it sends to.
+fn client_neighbour_mac(lab: &Lab, address: &str) -> Option<String> {
+    let ip_tool = require_tool("ip", "apt iproute2");
+    let output = command_in(lab.client.netns(), &ip_tool)
+        .args(["-6", "neigh", "show", address, "dev", &lab.client_wan.name])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    words.find(|word| *word == "lladdr")?;
+    words.next().map(str::to_owned)
+}
+
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.map(|byte| format!("{byte:02x}")).join(":")
+}
+
+/// Builtin mode with `HaTrackInterface` on a node's LAN link and an IPv6 VIP on its WAN
+/// link. The active node's LAN link loses carrier: it steps down, the partner takes the VIPs
+/// and the session (no handshake) and announces the IPv6 VIP with unsolicited neighbour
+/// advertisements, so the client's neighbour entry moves to the partner's MAC without the
+/// client sending anything to it. The link returns: the higher node takes the role back
+/// (preemption) and the entry moves back.
+#[test]
+fn builtin_pair_tracks_an_interface_and_announces_ipv6_vips() {
+    if let Err(reason) = require_root() {
+        println!("skipping: {reason}");
+        return;
+    }
+    let _serial = serial();
+    let lab = Lab::new();
+    let dir = TempDir::new();
+    let (gateway_key, client_key) = (PrivateKey::generate(), PrivateKey::generate());
+    let _echo = UdpEcho::start(&lab.server, SocketAddr::new(ip(SERVER), ECHO_PORT));
+    lab.client
+        .add_address(&lab.client_wan, ip(CLIENT_WAN_V6), 64)
+        .unwrap();
+    let config = |node: usize| {
+        builtin_config(node, &gateway_key, &client_key, &lab).replacen(
+            "\n\n[Peer]",
+            &format!(
+                "\nHaVirtualIp = {WAN_VIP_V6}/64 dev {}\nHaTrackInterface = {}\n\n[Peer]",
+                lab.wan[node].name, lab.lan[node].name
+            ),
+            1,
+        )
+    };
+    let a = warpline_up(&lab.gateways[0], &dir, "wla", &config(0));
+    let b = warpline_up(&lab.gateways[1], &dir, "wlb", &config(1));
+    wait_for("A to be elected", Duration::from_secs(10), || {
+        role(&a) == "active" && holds_vip(&lab, 0)
+    });
+    let (_client, probe) = stock_client_with_probe(&lab, &dir, &client_key, &gateway_key, WAN_VIP);
+    probe.wait_resumed(Instant::now(), Duration::from_secs(10));
+    wait_for("B to hold A's session", Duration::from_secs(5), || {
+        ha_status(&b)["records_held"].as_u64() >= Some(1)
+    });
+    // The client learns the IPv6 VIP's MAC with one datagram, and sends it nothing after.
+    lab.client.run(|| {
+        let socket = UdpSocket::bind(SocketAddr::new(ip(CLIENT_WAN_V6), 0)).unwrap();
+        socket
+            .send_to(b"hello", SocketAddr::new(ip(WAN_VIP_V6), 9))
+            .unwrap();
+    });
+    let (a_mac, b_mac) = (mac_text(lab.wan[0].mac), mac_text(lab.wan[1].mac));
+    wait_for(
+        "the client to resolve the IPv6 VIP to A",
+        Duration::from_secs(5),
+        || client_neighbour_mac(&lab, WAN_VIP_V6).as_deref() == Some(a_mac.as_str()),
+    );
+
+    // A's tracked LAN link loses carrier (its switch port dies; A's interface stays
+    // administratively up): A is no longer eligible, B takes over at once.
+    let cut = Instant::now();
+    lab.switch.set_port(&lab.lan[0].name, false);
+    wait_for(
+        "B to take over from the faulted A",
+        Duration::from_secs(5),
+        || role(&b) == "active" && holds_vip(&lab, 1),
+    );
+    let a_status = ha_status(&a);
+    assert_eq!(a_status["role"], "standby", "{a_status:#}");
+    assert_eq!(
+        a_status["tracked_down"],
+        serde_json::json!([lab.lan[0].name]),
+        "{a_status:#}"
+    );
+    assert!(!holds_vip(&lab, 0), "the faulted node kept the VIP");
+    wait_for(
+        "the client's IPv6 neighbour entry to move to B",
+        Duration::from_secs(3),
+        || client_neighbour_mac(&lab, WAN_VIP_V6).as_deref() == Some(b_mac.as_str()),
+    );
+    probe.wait_resumed(cut + Duration::from_millis(50), Duration::from_secs(10));
+    let gap = probe.largest_gap(cut - Duration::from_millis(100));
+    println!(
+        "builtin, tracked link down: gap {gap:?}, handshakes at B {}",
+        handshakes(&b, &client_key)
+    );
+    assert_eq!(
+        handshakes(&b, &client_key),
+        0,
+        "traffic waited for a handshake"
+    );
+    assert!(gap <= MAX_GAP, "failover gap {gap:?} > {MAX_GAP:?}");
+
+    // The carrier returns: A ranks 150 again and, with preemption on, takes the role back.
+    lab.switch.set_port(&lab.lan[0].name, true);
+    wait_for("A to take the role back", Duration::from_secs(5), || {
+        role(&a) == "active" && holds_vip(&lab, 0)
+    });
+    wait_for("B to step down", Duration::from_secs(5), || {
+        role(&b) == "standby" && !holds_vip(&lab, 1)
+    });
+    assert_eq!(ha_status(&a)["tracked_down"], serde_json::json!([]));
+    wait_for(
+        "the client's IPv6 neighbour entry to move back to A",
+        Duration::from_secs(3),
+        || client_neighbour_mac(&lab, WAN_VIP_V6).as_deref() == Some(a_mac.as_str()),
+    );
 }

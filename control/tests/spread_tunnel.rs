@@ -128,11 +128,7 @@ fn one_tunnel_over_two_workers_keeps_order_and_refuses_replays() {
     );
     // A floods far faster than the 2-core lab can carry; what matters is the order of what
     // arrives, so only enough of it must.
-    assert!(
-        order.len() >= 200,
-        "only {} datagrams arrived",
-        order.len()
-    );
+    assert!(order.len() >= 200, "only {} datagrams arrived", order.len());
     assert_eq!(inversions, 0, "datagrams arrived out of order");
     assert!(
         dealt > 0 && helped > 0,

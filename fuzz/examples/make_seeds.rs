@@ -821,7 +821,29 @@ fn config_seeds() -> Seeds {
          Endpoint = 198.51.100.7:51820\n",
         private.to_base64()
     );
-    for text in [&minimal, &real_world, &xdp] {
+    let ha = format!(
+        "[Interface]\n\
+         PrivateKey = {}\n\
+         HaMode = builtin\n\
+         HaNodeId = 1\n\
+         HaKey = {psk}\n\
+         HaListen = 10.212.0.2:51900\n\
+         HaPeer = 10.212.0.1:51900\n\
+         HaVirtualIp = 10.210.0.100/24 dev eth0\n\
+         HaVirtualIp = fd10::100/64 dev eth0\n\
+         HaTrackInterface = eth1\n\
+         \n\
+         [Peer]\n\
+         PublicKey = {peer_a}\n\
+         AllowedIPs = 10.0.0.0/8\n\
+         PersistentKeepalive = 25\n\
+         EndpointPort = 51820\n\
+         Endpoint = gw1.example.com keepalive=off, [2001:db8::7]:443 keepalive=10, 192.0.2.7\n\
+         FailoverAfter = 3\n",
+        private.to_base64(),
+        psk = psk.to_base64(),
+    );
+    for text in [&minimal, &real_world, &xdp, &ha] {
         Config::parse(text, "seed.conf").expect("seed configs are valid");
     }
     let written = Config::parse(&real_world, "seed.conf")
@@ -831,6 +853,7 @@ fn config_seeds() -> Seeds {
         ("minimal", minimal.into_bytes()),
         ("real-world", real_world.into_bytes()),
         ("xdp-and-extensions", xdp.into_bytes()),
+        ("ha-and-endpoint-settings", ha.into_bytes()),
         ("as-written", written.into_bytes()),
         (
             "missing-key",

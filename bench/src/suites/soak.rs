@@ -7,9 +7,17 @@
 //! (`soak.svg`). A healthy gateway is flat: memory and descriptors do not grow with time,
 //! and drops and lost echoes stay near zero after the first rekeys.
 //!
+//! With `--failovers` (or `--failover-every S`) the gateway is an active-active HA pair
+//! (`HaMode = active-active`, sessions synced over a link of their own) and every client
+//! lists both (`Endpoint = A, B`, `FailoverAfter = 1`, `FailBack = 5`). Every failover
+//! interval the clients' path to A is cut for 3 s: they move to B, which resumes the synced
+//! sessions, and fail back to A once it is reachable again, which takes them back; both
+//! gateways live throughout, so their memory and descriptors show what repeated takeovers
+//! and yields leave behind. The samples then add B's memory and descriptors, the path cuts
+//! so far and the sessions taken over (both gateways); the outputs are `soak-failover.*`.
+//!
 //! Needs root (namespaces, XDP) and the `warpline` binary next to this one:
-//! `cargo xtask bench soak` builds both. HA failovers are not part of it yet: the daemon has no
-//! HA mode.
+//! `cargo xtask bench soak` builds both.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -36,6 +44,9 @@ pub struct Options {
     pub peers: Option<usize>,
     /// A short run for smoke tests.
     pub quick: bool,
+    /// Run an HA pair and cut the clients' path to the first gateway every this many
+    /// seconds (`Some(None)`: the default interval); `None`: one gateway.
+    pub failover_every: Option<Option<f64>>,
 }
 
 const GATEWAY_OUTER: &str = "10.210.0.1";
@@ -45,6 +56,15 @@ const GATEWAY_INNER: &str = "10.97.0.1";
 // The clients share one namespace, so each routes to a gateway address of its own
 // (`gateway_inner_for`): one route per tunnel, as with clients on separate hosts.
 const ECHO_PORT: u16 = 9000;
+/// The HA pair's second gateway and the clients' addresses on their link to it.
+const GATEWAY_B_OUTER: &str = "10.211.0.1";
+const CLIENT_OUTER_B: [&str; 2] = ["10.211.0.2", "10.211.0.3"];
+/// The pair's sync link.
+const SYNC: [&str; 2] = ["10.212.0.1", "10.212.0.2"];
+/// How long each cut of the path to gateway A lasts: longer than the clients' detection
+/// (`FailoverAfter = 1`), shorter than their `FailBack = 5`, so each cut is one move to B
+/// and one back.
+const OUTAGE: Duration = Duration::from_secs(3);
 /// Protocol timers divided by this: rekey every 120 s / 30 = 4 s.
 const TIMER_SCALE: u32 = 30;
 /// One echo per client every this long.
@@ -55,6 +75,7 @@ struct Daemon {
     child: Child,
     name: String,
     socket: PathBuf,
+    log: PathBuf,
 }
 
 impl Drop for Daemon {
@@ -83,6 +104,34 @@ struct Sample {
     handshakes: u64,
     echoes_sent: u64,
     echoes_back: u64,
+    /// With an HA pair: gateway B's figures, the path cuts so far, and the sessions both
+    /// gateways took over.
+    pair: Option<PairSample>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PairSample {
+    rss_b_kib: u64,
+    fds_b: u64,
+    path_cuts: u64,
+    sessions_taken_over: u64,
+}
+
+/// One gateway's figures at a sample.
+struct GatewayFigures {
+    rss_kib: u64,
+    fds: u64,
+    drops: BTreeMap<String, u64>,
+    handshakes: u64,
+    sessions_taken_over: u64,
+}
+
+/// The HA pair's second gateway and its links, kept for the run.
+struct SecondGateway {
+    daemon: Daemon,
+    host: Host,
+    client_link: Veth,
+    _sync_link: Veth,
 }
 
 impl Sample {
@@ -110,12 +159,31 @@ pub fn run(options: &Options) -> Result<(), String> {
     // Ten samples at least, one a minute on long runs.
     let sample_every = (duration / 10).min(Duration::from_secs(60));
     let roam_every = (duration / 6).clamp(Duration::from_secs(5), Duration::from_secs(120));
+    let failover_every = match options.failover_every {
+        None => None,
+        Some(None) => Some((duration / 6).clamp(Duration::from_secs(10), Duration::from_secs(120))),
+        Some(Some(seconds)) if (8.0..=3600.0).contains(&seconds) => {
+            Some(Duration::from_secs_f64(seconds))
+        }
+        Some(Some(seconds)) => {
+            return Err(format!(
+                "--failover-every {seconds}: give 8 to 3600 seconds (a cut lasts {} s and the \
+                 clients fail back after 5 s)",
+                OUTAGE.as_secs()
+            ));
+        }
+    };
     println!(
         "soak: {peers} peers for {minutes} min; rekey every {} s, roaming every {} s, a sample \
-         every {} s",
+         every {} s{}",
         120 / TIMER_SCALE,
         roam_every.as_secs(),
-        sample_every.as_secs()
+        sample_every.as_secs(),
+        failover_every.map_or(String::new(), |every| format!(
+            "; active-active pair, the path to gateway A cut for {} s every {} s",
+            OUTAGE.as_secs(),
+            every.as_secs()
+        ))
     );
 
     let lab_error = |what: &'static str| move |e: std::io::Error| format!("soak lab: {what}: {e}");
@@ -132,6 +200,8 @@ pub fn run(options: &Options) -> Result<(), String> {
     std::fs::create_dir_all(&dir.0).map_err(|e| format!("soak: temp dir: {e}"))?;
 
     let gateway_key = PrivateKey::generate();
+    // Any 32 random bytes in base64 make a sync key.
+    let ha_key = PrivateKey::generate().to_base64();
     let client_keys: Vec<PrivateKey> = (0..peers).map(|_| PrivateKey::generate()).collect();
     let addresses: Vec<String> = std::iter::once(format!("{GATEWAY_INNER}/16"))
         .chain((0..peers).map(|i| format!("{}/32", gateway_inner_for(i))))
@@ -150,13 +220,71 @@ pub fn run(options: &Options) -> Result<(), String> {
             client_inner(i)
         ));
     }
+    let ha_keys = |node: usize| {
+        format!(
+            "HaMode = active-active\nHaNodeId = {node}\nHaKey = {ha_key}\n\
+             HaListen = {}:51900\nHaPeer = {}:51900\n",
+            SYNC[node],
+            SYNC[1 - node]
+        )
+    };
+    let peers_section = gateway_config
+        .find("[Peer]")
+        .map_or(String::new(), |at| gateway_config[at..].to_owned());
+    let interface_section = gateway_config[..gateway_config.len() - peers_section.len()].to_owned();
+    if failover_every.is_some() {
+        gateway_config = format!("{interface_section}{}{peers_section}", ha_keys(0));
+    }
+    // Gateway B's namespace and links come first: A listens on the sync link.
+    let second_lab = match failover_every {
+        None => None,
+        Some(_) => {
+            let host = Host::new("sb").map_err(lab_error("gateway B namespace"))?;
+            let client_link = Veth::new(&host, &client_host, 2).map_err(lab_error("veth B"))?;
+            host.add_address(&client_link.a, ip(GATEWAY_B_OUTER), 24)
+                .map_err(lab_error("gateway B address"))?;
+            client_host
+                .add_address(&client_link.b, ip(CLIENT_OUTER_B[0]), 24)
+                .map_err(lab_error("client address towards B"))?;
+            let sync_link = Veth::new(&gateway_host, &host, 1).map_err(lab_error("sync veth"))?;
+            gateway_host
+                .add_address(&sync_link.a, ip(SYNC[0]), 24)
+                .map_err(lab_error("sync address A"))?;
+            host.add_address(&sync_link.b, ip(SYNC[1]), 24)
+                .map_err(lab_error("sync address B"))?;
+            Some((host, client_link, sync_link))
+        }
+    };
     let mut gateway = start(&gateway_host, &binary, &dir.0, "g", &gateway_config)?;
+    let mut second = match second_lab {
+        None => None,
+        Some((host, client_link, sync_link)) => {
+            let config = format!(
+                "{}{}{peers_section}",
+                interface_section.replace(&veth.a.name, &client_link.a.name),
+                ha_keys(1)
+            );
+            let daemon = start(&host, &binary, &dir.0, "gb", &config)?;
+            Some(SecondGateway {
+                daemon,
+                host,
+                client_link,
+                _sync_link: sync_link,
+            })
+        }
+    };
+    let endpoints = match failover_every {
+        None => format!("{GATEWAY_OUTER}:51820"),
+        Some(_) => format!(
+            "{GATEWAY_OUTER}:51820, {GATEWAY_B_OUTER}:51820\nFailoverAfter = 1\nFailBack = 5"
+        ),
+    };
     let mut clients = Vec::new();
     for (i, key) in client_keys.iter().enumerate() {
         let config = format!(
             "[Interface]\nPrivateKey = {}\nAddress = {}/32\nTestTimerScale = {TIMER_SCALE}\n\
              [Peer]\nPublicKey = {}\nAllowedIPs = {}/32\n\
-             Endpoint = {GATEWAY_OUTER}:51820\nPersistentKeepalive = 5\n",
+             Endpoint = {endpoints}\nPersistentKeepalive = 5\n",
             key.to_base64(),
             client_inner(i),
             gateway_key.public_key().to_base64(),
@@ -172,8 +300,11 @@ pub fn run(options: &Options) -> Result<(), String> {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let echoes: Vec<JoinHandle<()>> = (0..peers)
-        .map(|i| echo_server(&gateway_host, ip(&gateway_inner_for(i)), Arc::clone(&stop)))
+    let echo_hosts = std::iter::once(&gateway_host).chain(second.as_ref().map(|b| &b.host));
+    let echoes: Vec<JoinHandle<()>> = echo_hosts
+        .flat_map(|host| {
+            (0..peers).map(|i| echo_server(host, ip(&gateway_inner_for(i)), Arc::clone(&stop)))
+        })
         .collect::<Result<_, _>>()?;
     let sent = Arc::new(AtomicU64::new(0));
     let back = Arc::new(AtomicU64::new(0));
@@ -189,41 +320,99 @@ pub fn run(options: &Options) -> Result<(), String> {
     let mut next_sample = started;
     let mut next_roam = started + roam_every;
     let mut outer = 0;
+    // The path to A is cut by taking the clients' address on that link away.
+    let mut next_cut = failover_every.map(|every| started + every / 2);
+    let mut cut_until: Option<Instant> = None;
+    let mut path_cuts = 0u64;
     while started.elapsed() < duration {
         let now = Instant::now();
         if now >= next_sample {
-            let sample = take_sample(&binary, &gateway, started, &sent, &back)?;
+            let sample = take_sample(
+                &binary,
+                &gateway,
+                second.as_ref().map(|b| &b.daemon),
+                started,
+                (&sent, &back),
+                path_cuts,
+            )?;
             progress.step(format!(
-                "{:.0} s: RSS {} KiB, {} fds, {} drops, {} handshakes, {}/{} echoes",
+                "{:.0} s: RSS {} KiB, {} fds, {} drops, {} handshakes, {}/{} echoes{}",
                 sample.seconds,
                 sample.rss_kib,
                 sample.fds,
                 sample.drops_total(),
                 sample.handshakes,
                 sample.echoes_back,
-                sample.echoes_sent
+                sample.echoes_sent,
+                sample.pair.map_or(String::new(), |pair| format!(
+                    "; B: RSS {} KiB, {} fds; {} path cuts, {} sessions taken over",
+                    pair.rss_b_kib, pair.fds_b, pair.path_cuts, pair.sessions_taken_over
+                ))
             ));
             samples.push(sample);
             next_sample += sample_every;
         }
         if now >= next_roam {
             let (old, new) = (CLIENT_OUTER[outer], CLIENT_OUTER[1 - outer]);
-            client_host
-                .netlink(|netlink| netlink.delete_address(veth.b.index, ip(old), 24))
-                .map_err(lab_error("roaming: delete the old address"))?;
-            client_host
-                .add_address(&veth.b, ip(new), 24)
-                .map_err(lab_error("roaming: add the new address"))?;
+            // While the path to A is cut the clients have no address there; the restore
+            // brings the new one.
+            if cut_until.is_none() {
+                client_host
+                    .netlink(|netlink| netlink.delete_address(veth.b.index, ip(old), 24))
+                    .map_err(lab_error("roaming: delete the old address"))?;
+                client_host
+                    .add_address(&veth.b, ip(new), 24)
+                    .map_err(lab_error("roaming: add the new address"))?;
+            }
+            if let Some(b) = &second {
+                let (old, new) = (CLIENT_OUTER_B[outer], CLIENT_OUTER_B[1 - outer]);
+                let index = b.client_link.b.index;
+                client_host
+                    .netlink(|netlink| netlink.delete_address(index, ip(old), 24))
+                    .map_err(lab_error("roaming: delete the old address towards B"))?;
+                client_host
+                    .add_address(&b.client_link.b, ip(new), 24)
+                    .map_err(lab_error("roaming: add the new address towards B"))?;
+            }
             outer = 1 - outer;
             next_roam += roam_every;
         }
+        if let (Some(at), Some(every)) = (next_cut, failover_every)
+            && now >= at
+            && cut_until.is_none()
+        {
+            client_host
+                .netlink(|netlink| {
+                    netlink.delete_address(veth.b.index, ip(CLIENT_OUTER[outer]), 24)
+                })
+                .map_err(lab_error("failover: cut the path to A"))?;
+            cut_until = Some(now + OUTAGE);
+            path_cuts += 1;
+            next_cut = Some(at + every);
+        }
+        if cut_until.is_some_and(|until| now >= until) {
+            client_host
+                .add_address(&veth.b, ip(CLIENT_OUTER[outer]), 24)
+                .map_err(lab_error("failover: restore the path to A"))?;
+            cut_until = None;
+        }
         check_alive(&mut gateway)?;
+        if let Some(b) = &mut second {
+            check_alive(&mut b.daemon)?;
+        }
         for client in &mut clients {
             check_alive(client)?;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    samples.push(take_sample(&binary, &gateway, started, &sent, &back)?);
+    samples.push(take_sample(
+        &binary,
+        &gateway,
+        second.as_ref().map(|b| &b.daemon),
+        started,
+        (&sent, &back),
+        path_cuts,
+    )?);
     progress.finish();
     stop.store(true, Ordering::Relaxed);
     for sender in senders {
@@ -233,8 +422,9 @@ pub fn run(options: &Options) -> Result<(), String> {
         let _ = echo.join();
     }
     drop(clients);
+    drop(second);
     drop(gateway);
-    publish(&samples, peers)
+    publish(&samples, peers, failover_every)
 }
 
 fn ip(text: &str) -> IpAddr {
@@ -280,8 +470,8 @@ fn start(
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("soak: chmod {}: {e}", path.display()))?;
     let socket = dir.join(format!("{name}.sock"));
-    let log = std::fs::File::create(dir.join(format!("{name}.log")))
-        .map_err(|e| format!("soak: log file: {e}"))?;
+    let log_path = dir.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path).map_err(|e| format!("soak: log file: {e}"))?;
     let child = host
         .netns()
         .command(binary)
@@ -297,6 +487,7 @@ fn start(
         child,
         name,
         socket,
+        log: log_path,
     };
     let deadline = Instant::now() + Duration::from_secs(15);
     while !daemon.socket.exists() {
@@ -312,10 +503,17 @@ fn start(
 fn check_alive(daemon: &mut Daemon) -> Result<(), String> {
     match daemon.child.try_wait() {
         Ok(None) => Ok(()),
-        Ok(Some(status)) => Err(format!(
-            "soak: {} exited ({status}); its log is lost with the temp dir, rerun to see it",
-            daemon.name
-        )),
+        Ok(Some(status)) => {
+            // The temp dir goes with the run: show the end of the log now.
+            let log = std::fs::read_to_string(&daemon.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            Err(format!(
+                "soak: {} exited ({status}); the end of its log:\n{}",
+                daemon.name,
+                tail.join("\n")
+            ))
+        }
         Err(e) => Err(format!("soak: {}: {e}", daemon.name)),
     }
 }
@@ -393,10 +591,64 @@ fn sender(
 fn take_sample(
     binary: &Path,
     gateway: &Daemon,
+    second: Option<&Daemon>,
     started: Instant,
-    sent: &AtomicU64,
-    back: &AtomicU64,
+    (sent, back): (&AtomicU64, &AtomicU64),
+    path_cuts: u64,
 ) -> Result<Sample, String> {
+    let a = gateway_figures(binary, gateway, second.is_some())?;
+    let b = second
+        .map(|daemon| gateway_figures(binary, daemon, true))
+        .transpose()?;
+    let mut drops = a.drops;
+    let mut handshakes = a.handshakes;
+    if let Some(b) = &b {
+        for (reason, count) in &b.drops {
+            *drops.entry(reason.clone()).or_default() += count;
+        }
+        handshakes += b.handshakes;
+    }
+    Ok(Sample {
+        seconds: started.elapsed().as_secs_f64(),
+        rss_kib: a.rss_kib,
+        fds: a.fds,
+        drops,
+        handshakes,
+        echoes_sent: sent.load(Ordering::Relaxed),
+        echoes_back: back.load(Ordering::Relaxed),
+        pair: b.map(|b| PairSample {
+            rss_b_kib: b.rss_kib,
+            fds_b: b.fds,
+            path_cuts,
+            sessions_taken_over: a.sessions_taken_over + b.sessions_taken_over,
+        }),
+    })
+}
+
+/// Runs `warpline ARGS... <daemon> --json --control-socket <socket>` and parses its JSON.
+fn warpline_json(
+    binary: &Path,
+    daemon: &Daemon,
+    args: &[&str],
+) -> Result<serde_json::Value, String> {
+    let output = Command::new(binary)
+        .args(args)
+        .args([&daemon.name, "--json", "--control-socket"])
+        .arg(&daemon.socket)
+        .output()
+        .map_err(|e| format!("soak: warpline {}: {e}", args.join(" ")))?;
+    if !output.status.success() {
+        return Err(format!(
+            "soak: warpline {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("soak: warpline {} printed no JSON: {e}", args.join(" ")))
+}
+
+fn gateway_figures(binary: &Path, gateway: &Daemon, ha: bool) -> Result<GatewayFigures, String> {
     let pid = gateway.child.id();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| format!("soak: gateway status: {e}"))?;
@@ -409,19 +661,7 @@ fn take_sample(
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|entries| entries.count() as u64)
         .map_err(|e| format!("soak: gateway fds: {e}"))?;
-    let output = Command::new(binary)
-        .args(["show", &gateway.name, "--json", "--control-socket"])
-        .arg(&gateway.socket)
-        .output()
-        .map_err(|e| format!("soak: warpline show: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "soak: warpline show failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let show: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| format!("soak: warpline show printed no JSON: {e}"))?;
+    let show = warpline_json(binary, gateway, &["show"])?;
     let mut drops = BTreeMap::new();
     for worker in show["workers"].as_array().into_iter().flatten() {
         for pair in worker["drops"].as_array().into_iter().flatten() {
@@ -436,14 +676,19 @@ fn take_sample(
         .flatten()
         .filter_map(|peer| peer["handshakes"].as_u64())
         .sum();
-    Ok(Sample {
-        seconds: started.elapsed().as_secs_f64(),
+    let sessions_taken_over = if ha {
+        warpline_json(binary, gateway, &["ha", "status"])?["sessions_taken_over"]
+            .as_u64()
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    Ok(GatewayFigures {
         rss_kib,
         fds,
         drops,
         handshakes,
-        echoes_sent: sent.load(Ordering::Relaxed),
-        echoes_back: back.load(Ordering::Relaxed),
+        sessions_taken_over,
     })
 }
 
@@ -455,12 +700,20 @@ fn growth(samples: &[Sample], value: impl Fn(&Sample) -> f64) -> f64 {
     }
 }
 
-fn publish(samples: &[Sample], peers: usize) -> Result<(), String> {
+fn publish(
+    samples: &[Sample],
+    peers: usize,
+    failover_every: Option<Duration>,
+) -> Result<(), String> {
+    let suite = if failover_every.is_some() {
+        "soak-failover"
+    } else {
+        "soak"
+    };
     let rows: Vec<Row> = samples
         .iter()
-        .map(|sample| Row {
-            name: format!("t = {:.0} s", sample.seconds),
-            figures: vec![
+        .map(|sample| {
+            let mut figures = vec![
                 ("seconds", sample.seconds),
                 ("rss_kib", sample.rss_kib as f64),
                 ("open_fds", sample.fds as f64),
@@ -468,10 +721,22 @@ fn publish(samples: &[Sample], peers: usize) -> Result<(), String> {
                 ("handshakes", sample.handshakes as f64),
                 ("echoes_sent", sample.echoes_sent as f64),
                 ("echoes_back", sample.echoes_back as f64),
-            ],
+            ];
+            if let Some(pair) = sample.pair {
+                figures.extend([
+                    ("rss_b_kib", pair.rss_b_kib as f64),
+                    ("open_fds_b", pair.fds_b as f64),
+                    ("path_cuts", pair.path_cuts as f64),
+                    ("sessions_taken_over", pair.sessions_taken_over as f64),
+                ]);
+            }
+            Row {
+                name: format!("t = {:.0} s", sample.seconds),
+                figures,
+            }
         })
         .collect();
-    report::publish("soak", &rows)?;
+    report::publish(suite, &rows)?;
     let last = samples.last().ok_or("soak: no samples")?;
     let lost = last.echoes_sent.saturating_sub(last.echoes_back);
     println!(
@@ -485,25 +750,58 @@ fn publish(samples: &[Sample], peers: usize) -> Result<(), String> {
         100.0 * lost as f64 / last.echoes_sent.max(1) as f64,
         last.drops
     );
+    if let Some(pair) = last.pair {
+        println!(
+            "  HA pair: gateway B RSS {:+.1}%, open fds {:+.1}% from the second sample to the \
+             last; {} path cuts, {} sessions taken over (both gateways)",
+            100.0 * growth(samples, |s| s.pair.map_or(0.0, |p| p.rss_b_kib as f64)),
+            100.0 * growth(samples, |s| s.pair.map_or(0.0, |p| p.fds_b as f64)),
+            pair.path_cuts,
+            pair.sessions_taken_over
+        );
+    }
     let line = |name: &str, value: &dyn Fn(&Sample) -> f64| {
         Series::line(
             name,
             samples.iter().map(|s| (s.seconds, value(s))).collect(),
         )
     };
+    let ha = failover_every.is_some();
+    let with_b = |first: Series, b: &dyn Fn(PairSample) -> f64| {
+        let mut series = vec![first];
+        if ha {
+            series.push(line("gateway B", &|s| s.pair.map_or(0.0, b)));
+        }
+        series
+    };
+    let mut handshake_series = vec![line("handshakes", &|s| s.handshakes as f64)];
+    if ha {
+        handshake_series.push(line("sessions taken over", &|s| {
+            s.pair.map_or(0.0, |p| p.sessions_taken_over as f64)
+        }));
+        handshake_series.push(line("path cuts", &|s| {
+            s.pair.map_or(0.0, |p| p.path_cuts as f64)
+        }));
+    }
+    let first_name = if ha { "gateway A" } else { "RSS" };
     let panels = [
         Panel::Lines {
             title: "gateway resident memory".into(),
             x_label: "seconds".into(),
             y_label: "KiB".into(),
-            series: vec![line("RSS", &|s| s.rss_kib as f64)],
+            series: with_b(line(first_name, &|s| s.rss_kib as f64), &|p| {
+                p.rss_b_kib as f64
+            }),
             reference: None,
         },
         Panel::Lines {
             title: "gateway open file descriptors".into(),
             x_label: "seconds".into(),
             y_label: "fds".into(),
-            series: vec![line("fds", &|s| s.fds as f64)],
+            series: with_b(
+                line(if ha { "gateway A" } else { "fds" }, &|s| s.fds as f64),
+                &|p| p.fds_b as f64,
+            ),
             reference: None,
         },
         Panel::Lines {
@@ -519,18 +817,24 @@ fn publish(samples: &[Sample], peers: usize) -> Result<(), String> {
             reference: None,
         },
         Panel::Lines {
-            title: "handshakes (cumulative)".into(),
+            title: if ha {
+                "handshakes, takeovers, path cuts (cumulative)".into()
+            } else {
+                "handshakes (cumulative)".into()
+            },
             x_label: "seconds".into(),
-            y_label: "handshakes".into(),
-            series: vec![line("handshakes", &|s| s.handshakes as f64)],
+            y_label: "count".into(),
+            series: handshake_series,
             reference: None,
         },
     ];
-    let path = report::output_path("soak", "svg")?;
-    chart::draw(
-        &path,
-        &format!("soak: {peers} peers, rekey every 4 s, roaming"),
-        &panels,
-        2,
-    )
+    let path = report::output_path(suite, "svg")?;
+    let title = match failover_every {
+        None => format!("soak: {peers} peers, rekey every 4 s, roaming"),
+        Some(every) => format!(
+            "soak: {peers} peers, rekey every 4 s, roaming, HA pair with the path to A cut every {} s",
+            every.as_secs()
+        ),
+    };
+    chart::draw(&path, &title, &panels, 2)
 }

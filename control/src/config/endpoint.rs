@@ -46,6 +46,14 @@ impl FromStr for Endpoint {
             .and_then(|p| u16::try_from(p).ok())
             .filter(|&p| p != 0)
             .ok_or_else(|| value_error!("{text:?}: the port must be a number from 1 to 65535"))?;
+        Self::from_host(text, host, port)
+    }
+}
+
+impl Endpoint {
+    /// The endpoint for `host` (an IP literal without brackets, an IPv6 address with a
+    /// `%scope`, or a name) and `port`; `text` is what the user wrote, for error messages.
+    pub(crate) fn from_host(text: &str, host: &str, port: u16) -> Result<Self, ValueError> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(Self::Addr(SocketAddr::new(ip, port)));
         }
@@ -71,9 +79,7 @@ impl FromStr for Endpoint {
             port,
         })
     }
-}
 
-impl Endpoint {
     /// The port.
     pub fn port(&self) -> u16 {
         match self {

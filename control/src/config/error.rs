@@ -57,6 +57,8 @@ impl Section {
                 "HaVirtualIp",
                 "HaPriority",
                 "HaPreempt",
+                "HaTrackInterface",
+                "HaPool",
             ],
             Self::Peer => &[
                 "PublicKey",
@@ -68,6 +70,7 @@ impl Section {
                 "EndpointPolicy",
                 "FailoverAfter",
                 "FailBack",
+                "EndpointPort",
             ],
         }
     }

@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::values::{ValueError, parse_decimal, value_error};
+use super::values::{IpPrefix, ValueError, parse_decimal, value_error};
 use crate::keys::PresharedKey;
 
 /// How a node takes part in a gateway cluster.
@@ -97,6 +97,14 @@ pub struct HaConfig {
     /// `HaPreempt` (builtin mode): a higher-priority node takes over from an active lower
     /// one when it comes back.
     pub preempt: bool,
+    /// `HaTrackInterface` (builtin mode): interfaces that must be up with carrier for this
+    /// node to be active.
+    pub track_interfaces: Vec<String>,
+    /// `HaPool` (active-active mode): this node's own client address pools. Empty: one
+    /// pool shared by all nodes (every peer's allowed IPs routed here always). Otherwise the
+    /// allowed IPs outside these pools (other nodes' clients) are routed here only while
+    /// this node owns the peer (after a takeover).
+    pub pools: Vec<IpPrefix>,
 }
 
 /// The default `HaPriority`.

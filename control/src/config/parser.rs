@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::num::{NonZeroU16, NonZeroU32};
 
 use super::endpoint::Endpoint;
+use super::endpoint_list::{EndpointItem, parse_endpoint_port};
 use super::error::{ConfigError, ConfigErrorKind, Section, ShownName};
 use super::ha_keys::{
     DEFAULT_CHECKPOINT, DEFAULT_PRIORITY, FailoverKeys, HaConfig, HaMode, VirtualIp,
@@ -22,7 +23,9 @@ use super::values::{
     parse_allowed_ip, parse_bool, parse_dns_item, parse_fwmark, parse_interface_name,
     parse_keepalive, parse_mtu, parse_port, value_error,
 };
-use super::{CipherSuite, Config, Hooks, InterfaceConfig, PeerConfig, parse_cipher_suite};
+use super::{
+    CipherSuite, Config, EndpointSettings, Hooks, InterfaceConfig, PeerConfig, parse_cipher_suite,
+};
 use crate::keys::{KeyParseError, PresharedKey, PrivateKey, PublicKey};
 
 /// Parses a whole file; `source_name` prefixes every error.
@@ -53,7 +56,7 @@ enum OpenSection {
     #[default]
     None,
     Interface(Box<InterfaceBuilder>),
-    Peer(PeerBuilder),
+    Peer(Box<PeerBuilder>),
 }
 
 impl Parser {
@@ -97,7 +100,7 @@ impl Parser {
             }
             self.open = OpenSection::Interface(Box::new(InterfaceBuilder::new(line)));
         } else if name.eq_ignore_ascii_case("Peer") {
-            self.open = OpenSection::Peer(PeerBuilder::new(line));
+            self.open = OpenSection::Peer(Box::new(PeerBuilder::new(line)));
         } else {
             return Err(ConfigErrorKind::UnknownSection {
                 name: ShownName::new(name),
@@ -110,7 +113,7 @@ impl Parser {
         match std::mem::take(&mut self.open) {
             OpenSection::None => {}
             OpenSection::Interface(interface) => self.interface = Some(*interface),
-            OpenSection::Peer(peer) => self.peers.push(peer),
+            OpenSection::Peer(peer) => self.peers.push(*peer),
         }
     }
 
@@ -229,6 +232,11 @@ struct HaBuilder {
     virtual_ips: Vec<VirtualIp>,
     priority: Option<u8>,
     preempt: Option<bool>,
+    track_interfaces: Vec<String>,
+    /// The line of the first `HaTrackInterface` (a repeatable key has no single line).
+    track_line: Option<usize>,
+    pools: Vec<IpPrefix>,
+    pool_line: Option<usize>,
 }
 
 impl HaBuilder {
@@ -256,6 +264,8 @@ impl HaBuilder {
                 ("HaVirtualIp", !self.virtual_ips.is_empty()),
                 ("HaPriority", self.priority.is_some()),
                 ("HaPreempt", self.preempt.is_some()),
+                ("HaTrackInterface", !self.track_interfaces.is_empty()),
+                ("HaPool", !self.pools.is_empty()),
             ];
             if let Some((key, _)) = set.into_iter().find(|(_, set)| *set) {
                 return Err(invalid(
@@ -288,6 +298,37 @@ impl HaBuilder {
                 format!("is only used with HaMode = builtin (here: {mode})"),
             ));
         }
+        // Repeatable keys have no single line in `keys`: their first line is kept apart.
+        let mode_only = [
+            (
+                "HaPool",
+                self.pool_line,
+                HaMode::ActiveActive,
+                !self.pools.is_empty(),
+                "the active node of a pair routes every peer",
+            ),
+            (
+                "HaTrackInterface",
+                self.track_line,
+                HaMode::Builtin,
+                !self.track_interfaces.is_empty(),
+                "with keepalived, use its track_interface",
+            ),
+        ];
+        for (key, line, wanted, set, hint) in mode_only {
+            if set && mode != wanted {
+                return Err((
+                    line,
+                    ConfigErrorKind::InvalidValue {
+                        section: Section::Interface,
+                        key,
+                        problem: format!(
+                            "is only used with HaMode = {wanted} (here: {mode}; {hint})"
+                        ),
+                    },
+                ));
+            }
+        }
         if mode == HaMode::Builtin {
             if self.virtual_ips.is_empty() {
                 return Err(missing("HaVirtualIp"));
@@ -315,6 +356,8 @@ impl HaBuilder {
             virtual_ips: self.virtual_ips,
             priority: self.priority.unwrap_or(DEFAULT_PRIORITY),
             preempt: self.preempt.unwrap_or(true),
+            track_interfaces: self.track_interfaces,
+            pools: self.pools,
         }))
     }
 }
@@ -364,6 +407,8 @@ impl InterfaceBuilder {
                 | "Attach"
                 | "HaPeer"
                 | "HaVirtualIp"
+                | "HaTrackInterface"
+                | "HaPool"
         );
         if !repeatable {
             self.single_valued.claim(SECTION, key, line)?;
@@ -462,6 +507,24 @@ impl InterfaceBuilder {
             }
             "HaPriority" => self.ha.priority = Some(parse_priority(value).map_err(invalid)?),
             "HaPreempt" => self.ha.preempt = Some(parse_on_off(value).map_err(invalid)?),
+            "HaPool" => {
+                for item in list_items(value) {
+                    let pool = parse_allowed_ip(item).map_err(invalid)?;
+                    if self.ha.pools.contains(&pool) {
+                        return Err(invalid(value_error!("{pool} is listed twice")));
+                    }
+                    self.ha.pools.push(pool);
+                }
+                self.ha.pool_line.get_or_insert(line);
+            }
+            "HaTrackInterface" => {
+                let name = parse_interface_name(value).map_err(invalid)?;
+                if self.ha.track_interfaces.contains(&name) {
+                    return Err(invalid(value_error!("{name} is listed twice")));
+                }
+                self.ha.track_interfaces.push(name);
+                self.ha.track_line.get_or_insert(line);
+            }
             // Only reachable if `Section::valid_keys` gains a key this match lacks.
             _ => return Err(invalid(value_error!("{key} is not supported yet"))),
         }
@@ -556,7 +619,10 @@ struct PeerBuilder {
     public_key: Option<(PublicKey, usize)>,
     preshared_key: Option<PresharedKey>,
     allowed_ips: Vec<IpPrefix>,
-    endpoints: Vec<Endpoint>,
+    /// The `Endpoint` items and their lines: completed in `build`, once `EndpointPort`
+    /// (which may come later) is known.
+    endpoints: Vec<(EndpointItem, usize)>,
+    endpoint_port: Option<(u16, usize)>,
     persistent_keepalive: Option<NonZeroU16>,
     cipher: CipherSuite,
     failover: FailoverKeys,
@@ -571,6 +637,7 @@ impl PeerBuilder {
             preshared_key: None,
             allowed_ips: Vec::new(),
             endpoints: Vec::new(),
+            endpoint_port: None,
             persistent_keepalive: None,
             cipher: CipherSuite::default(),
             failover: FailoverKeys::default(),
@@ -609,12 +676,12 @@ impl PeerBuilder {
             // failover extension; one endpoint is plain wg-quick.
             "Endpoint" => {
                 for item in list_items(value) {
-                    let endpoint = item.parse::<Endpoint>().map_err(invalid)?;
-                    if self.endpoints.contains(&endpoint) {
-                        return Err(invalid(value_error!("{endpoint} is listed twice")));
-                    }
-                    self.endpoints.push(endpoint);
+                    let item = EndpointItem::parse(item).map_err(invalid)?;
+                    self.endpoints.push((item, line));
                 }
+            }
+            "EndpointPort" => {
+                self.endpoint_port = Some((parse_endpoint_port(value).map_err(invalid)?, line));
             }
             "EndpointPolicy" => self.failover.policy = value.parse().map_err(invalid)?,
             "FailoverAfter" => {
@@ -640,17 +707,70 @@ impl PeerBuilder {
                 key: "PublicKey",
             },
         ))?;
-        let mut endpoints = self.endpoints.into_iter();
+        let (endpoints, endpoint_settings) =
+            complete_endpoints(self.endpoints, self.endpoint_port)?;
+        let mut endpoints = endpoints.into_iter();
         let peer = PeerConfig {
             public_key,
             preshared_key: self.preshared_key,
             allowed_ips: self.allowed_ips,
             endpoint: endpoints.next(),
             more_endpoints: endpoints.collect(),
+            endpoint_settings,
             failover: self.failover,
             persistent_keepalive: self.persistent_keepalive,
             cipher: self.cipher,
         };
         Ok((peer, key_line))
     }
+}
+
+/// A peer's endpoints and the settings of each (see [`PeerConfig::endpoint_settings`]).
+type EndpointList = (Vec<Endpoint>, Vec<EndpointSettings>);
+
+/// The peer's endpoint list with the ports `EndpointPort` fills in, and the settings of each
+/// item (without trailing empty ones).
+fn complete_endpoints(
+    items: Vec<(EndpointItem, usize)>,
+    endpoint_port: Option<(u16, usize)>,
+) -> Result<EndpointList, (Option<usize>, ConfigErrorKind)> {
+    let invalid = |line, key, problem: ValueError| {
+        (
+            Some(line),
+            ConfigErrorKind::InvalidValue {
+                section: Section::Peer,
+                key,
+                problem: problem.into_message(),
+            },
+        )
+    };
+    if items.is_empty()
+        && let Some((_, line)) = endpoint_port
+    {
+        return Err(invalid(
+            line,
+            "EndpointPort",
+            value_error!("is set but the peer has no Endpoint to use it"),
+        ));
+    }
+    let mut endpoints = Vec::with_capacity(items.len());
+    let mut settings = Vec::with_capacity(items.len());
+    for (item, line) in items {
+        let (endpoint, item_settings) = item
+            .complete(endpoint_port.map(|(port, _)| port))
+            .map_err(|problem| invalid(line, "Endpoint", problem))?;
+        if endpoints.contains(&endpoint) {
+            return Err(invalid(
+                line,
+                "Endpoint",
+                value_error!("{endpoint} is listed twice"),
+            ));
+        }
+        endpoints.push(endpoint);
+        settings.push(item_settings);
+    }
+    while settings.last().is_some_and(EndpointSettings::is_empty) {
+        settings.pop();
+    }
+    Ok((endpoints, settings))
 }

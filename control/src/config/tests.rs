@@ -157,6 +157,8 @@ fn every_documented_key_is_accepted() {
         ("HaVirtualIp", "10.0.0.100/24 dev eth0"),
         ("HaPriority", "150"),
         ("HaPreempt", "off"),
+        ("HaTrackInterface", "eth1"),
+        ("HaPool", "10.99.1.0/24"),
     ];
     let peer_values = [
         ("PublicKey", BOB_PUBLIC),
@@ -168,6 +170,7 @@ fn every_documented_key_is_accepted() {
         ("EndpointPolicy", "ordered"),
         ("FailoverAfter", "5"),
         ("FailBack", "never"),
+        ("EndpointPort", "51820"),
     ];
     fn keys_of<'a>(pairs: &[(&'a str, &str)]) -> Vec<&'a str> {
         pairs.iter().map(|(key, _)| *key).collect()
@@ -176,7 +179,12 @@ fn every_documented_key_is_accepted() {
     assert_eq!(keys_of(&peer_values), Section::Peer.valid_keys());
 
     let mut text = String::from("[Interface]\n");
-    for (key, value) in interface_values {
+    // HaPool belongs to active-active, the builtin keys to builtin: parse the builtin set
+    // here (HaPool parses in `ha_pools_are_active_active_prefixes`).
+    for (key, value) in interface_values
+        .into_iter()
+        .filter(|(key, _)| *key != "HaPool")
+    {
         text += &format!("{} = {value}\n", key.to_uppercase());
     }
     text += "[Peer]\n";
@@ -297,14 +305,16 @@ fn unknown_key_lists_the_valid_keys_of_its_section() {
         "wl0.conf:3: [Interface] unknown key \"ListenPrt\"; valid keys are PrivateKey, \
          ListenPort, Address, MTU, DNS, Table, FwMark, PreUp, PostUp, PreDown, PostDown, \
          SaveConfig, MetricsAddress, TestTimerScale, Attach, XdpMode, Inner, Spread, Workers, \
-         Cores, Queues, ZeroCopy, FrameSize, RingSize, BusyPoll, HaMode, HaNodeId, HaKey, HaListen, HaPeer, \
-         HaCheckpointMs, HaVirtualIp, HaPriority, HaPreempt"
+         Cores, Queues, ZeroCopy, FrameSize, RingSize, BusyPoll, HaMode, HaNodeId, HaKey, \
+         HaListen, HaPeer, HaCheckpointMs, HaVirtualIp, HaPriority, HaPreempt, \
+         HaTrackInterface, HaPool"
     );
     let message = parse_err(&format!("{}[Peer]\nAddress = 10.0.0.1\n", interface_only()));
     assert_eq!(
         message,
         "wl0.conf:4: [Peer] unknown key \"Address\"; valid keys are PublicKey, PresharedKey, \
-         AllowedIPs, Endpoint, PersistentKeepalive, Cipher, EndpointPolicy, FailoverAfter, FailBack"
+         AllowedIPs, Endpoint, PersistentKeepalive, Cipher, EndpointPolicy, FailoverAfter, FailBack, \
+         EndpointPort"
     );
 }
 
@@ -540,6 +550,19 @@ fn config_line() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Per-endpoint settings as the parser leaves them: no trailing empty ones.
+fn endpoint_settings(keepalives: &[Option<u16>]) -> Vec<EndpointSettings> {
+    let mut settings: Vec<EndpointSettings> = (keepalives.iter())
+        .map(|keepalive| EndpointSettings {
+            keepalive: keepalive.map(NonZeroU16::new),
+        })
+        .collect();
+    while settings.last().is_some_and(EndpointSettings::is_empty) {
+        settings.pop();
+    }
+    settings
+}
+
 /// Valid configs built from parts, for the round-trip property.
 fn valid_config() -> impl Strategy<Value = Config> {
     let prefix = (any::<[u8; 16]>(), 0u8..=128, any::<bool>()).prop_map(|(bytes, len, v4)| {
@@ -559,35 +582,39 @@ fn valid_config() -> impl Strategy<Value = Config> {
         proptest::collection::btree_set((any::<[u8; 4]>(), 1u16..), 0..3),
         any::<u16>(),
         any::<bool>(),
+        proptest::collection::vec(proptest::option::of(any::<u16>()), 3),
     )
-        .prop_map(|(key, psk, ips, endpoints, keepalive, gcm)| PeerConfig {
-            public_key: PublicKey(key),
-            preshared_key: psk.map(PresharedKey::from_bytes),
-            allowed_ips: ips.into_iter().flatten().collect(),
-            endpoint: endpoints
-                .first()
-                .map(|&(ip, port)| Endpoint::Addr(SocketAddr::from((ip, port)))),
-            more_endpoints: endpoints
-                .iter()
-                .skip(1)
-                .map(|&(ip, port)| Endpoint::Addr(SocketAddr::from((ip, port))))
-                .collect(),
-            failover: FailoverKeys {
-                policy: if keepalive % 2 == 0 {
-                    EndpointPolicy::Random
-                } else {
-                    EndpointPolicy::Ordered
+        .prop_map(
+            |(key, psk, ips, endpoints, keepalive, gcm, endpoint_keepalives)| PeerConfig {
+                public_key: PublicKey(key),
+                preshared_key: psk.map(PresharedKey::from_bytes),
+                allowed_ips: ips.into_iter().flatten().collect(),
+                endpoint: endpoints
+                    .first()
+                    .map(|&(ip, port)| Endpoint::Addr(SocketAddr::from((ip, port)))),
+                more_endpoints: endpoints
+                    .iter()
+                    .skip(1)
+                    .map(|&(ip, port)| Endpoint::Addr(SocketAddr::from((ip, port))))
+                    .collect(),
+                endpoint_settings: endpoint_settings(&endpoint_keepalives[..endpoints.len()]),
+                failover: FailoverKeys {
+                    policy: if keepalive % 2 == 0 {
+                        EndpointPolicy::Random
+                    } else {
+                        EndpointPolicy::Ordered
+                    },
+                    after: Duration::from_secs(u64::from(keepalive % 3600) + 1),
+                    fail_back: (keepalive % 5 == 0).then(|| Duration::from_secs(30)),
                 },
-                after: Duration::from_secs(u64::from(keepalive % 3600) + 1),
-                fail_back: (keepalive % 5 == 0).then(|| Duration::from_secs(30)),
+                persistent_keepalive: NonZeroU16::new(keepalive),
+                cipher: if gcm {
+                    CipherSuite::Aes256Gcm
+                } else {
+                    CipherSuite::ChaCha20Poly1305
+                },
             },
-            persistent_keepalive: NonZeroU16::new(keepalive),
-            cipher: if gcm {
-                CipherSuite::Aes256Gcm
-            } else {
-                CipherSuite::ChaCha20Poly1305
-            },
-        });
+        );
     (
         any::<[u8; 32]>(),
         proptest::option::of(any::<u16>()),
@@ -660,6 +687,15 @@ fn valid_config() -> impl Strategy<Value = Config> {
                         virtual_ips: Vec::new(),
                         priority: DEFAULT_PRIORITY,
                         preempt: true,
+                        track_interfaces: Vec::new(),
+                        pools: if fwmark % 8 == 1 {
+                            Vec::new()
+                        } else {
+                            vec![
+                                IpPrefix::new(IpAddr::from([10, 99, 1, 0]), 24).unwrap(),
+                                IpPrefix::new("fd99:1::".parse().unwrap(), 64).unwrap(),
+                            ]
+                        },
                     }),
                 },
                 peers,
@@ -933,6 +969,17 @@ fn ha_keys_parse_and_incomplete_or_stray_ones_name_the_key() {
     assert_eq!(ha.virtual_ips.len(), 2);
     assert_eq!(ha.virtual_ips[1].to_string(), "2001:db8::100/64 dev eth1");
     assert_eq!((ha.priority, ha.preempt), (150, false));
+    assert!(ha.track_interfaces.is_empty());
+    let tracking = builtin(
+        "HaVirtualIp = 192.0.2.100/24 dev eth0\nHaTrackInterface = eth0\nHaTrackInterface = eth1\n",
+    )
+    .unwrap();
+    let ha = tracking.interface.ha.as_ref().unwrap();
+    assert_eq!(ha.track_interfaces, ["eth0", "eth1"]);
+    assert_eq!(
+        Config::parse(&tracking.to_wg_quick_string(), "again").unwrap(),
+        tracking
+    );
     for (extra, key) in [
         ("", "HaVirtualIp"),
         ("HaVirtualIp = 192.0.2.100 dev eth0\n", "HaVirtualIp"),
@@ -945,10 +992,30 @@ fn ha_keys_parse_and_incomplete_or_stray_ones_name_the_key() {
             "HaVirtualIp = 192.0.2.100/24 dev eth0\nHaPeer = 10.0.0.3:51900\n",
             "HaPeer",
         ),
+        (
+            "HaVirtualIp = 192.0.2.100/24 dev eth0\nHaTrackInterface = eth0\nHaTrackInterface = eth0\n",
+            "wl0.conf:10: [Interface] HaTrackInterface: eth0 is listed twice",
+        ),
+        (
+            "HaVirtualIp = 192.0.2.100/24 dev eth0\nHaTrackInterface = a/b\n",
+            "wl0.conf:9: [Interface] HaTrackInterface",
+        ),
     ] {
         let error = builtin(extra).unwrap_err().to_string();
         assert!(error.contains(key), "{extra:?}: {error}");
     }
+    let tracked_by_keepalived = ha_config(&format!(
+        "HaMode = keepalived\nHaNodeId = 0\nHaKey = {HA_KEY}\nHaListen = 10.0.0.1:51900\n\
+         HaPeer = 10.0.0.2:51900\nHaTrackInterface = eth0\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        tracked_by_keepalived.contains(
+            "wl0.conf:8: [Interface] HaTrackInterface: is only used with HaMode = builtin"
+        ),
+        "{tracked_by_keepalived}"
+    );
     let stray = ha_config(&format!(
         "HaMode = keepalived\nHaNodeId = 0\nHaKey = {HA_KEY}\nHaListen = 10.0.0.1:51900\n\
          HaPeer = 10.0.0.2:51900\nHaPriority = 5\n"
@@ -1032,6 +1099,81 @@ fn inner_names_the_lan_nic_beside_exactly_one_attach_nic() {
 }
 
 #[test]
+fn endpoints_carry_their_own_keepalive_and_take_the_default_port() {
+    let config = ha_config(&format!(
+        "\n[Peer]\nPublicKey = {BOB_PUBLIC}\nPersistentKeepalive = 25\n\
+         Endpoint = gw1.example.com keepalive=5, 192.0.2.7:443\n\
+         Endpoint = [2001:db8::9] keepalive=off\nEndpointPort = 51820\n"
+    ))
+    .unwrap();
+    let peer = &config.peers[0];
+    let endpoints: Vec<String> = peer.endpoints().map(ToString::to_string).collect();
+    assert_eq!(
+        endpoints,
+        [
+            "gw1.example.com:51820",
+            "192.0.2.7:443",
+            "[2001:db8::9]:51820"
+        ]
+    );
+    let keepalives: Vec<Option<u16>> = (0..4)
+        .map(|index| peer.keepalive_at(index).map(NonZeroU16::get))
+        .collect();
+    assert_eq!(keepalives, [Some(5), Some(25), None, Some(25)]);
+    let text = config.to_wg_quick_string();
+    assert!(
+        text.contains(
+            "Endpoint = gw1.example.com:51820 keepalive=5, 192.0.2.7:443, \
+             [2001:db8::9]:51820 keepalive=off\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(Config::parse(&text, "again").unwrap(), config);
+}
+
+#[test]
+fn bad_endpoint_settings_name_the_line_and_key() {
+    // In `ha_config`'s text the [Peer] header is line 4, its first key after PublicKey line 6.
+    let cases = [
+        (
+            "Endpoint = gw.example.com:1\nEndpoint = gw2.example.com\n",
+            ":7: [Peer] Endpoint: \"gw2.example.com\" has no :PORT and the peer sets no \
+             EndpointPort",
+        ),
+        (
+            "Endpoint = gw.example.com:1 keepalive=often\n",
+            ":6: [Peer] Endpoint: \"often\" is not a keepalive interval",
+        ),
+        (
+            "Endpoint = gw.example.com:1 mtu=1400\n",
+            ":6: [Peer] Endpoint: \"mtu\" is not an endpoint setting (valid: keepalive)",
+        ),
+        (
+            "EndpointPort = 443\nEndpoint = 192.0.2.7:443, 192.0.2.7\n",
+            ":7: [Peer] Endpoint: 192.0.2.7:443 is listed twice",
+        ),
+        (
+            "EndpointPort = 0\n",
+            ":6: [Peer] EndpointPort: \"0\" is not a UDP port",
+        ),
+        (
+            "EndpointPort = 443\n",
+            ":6: [Peer] EndpointPort: is set but the peer has no Endpoint",
+        ),
+        (
+            "EndpointPort = 443\nEndpoint = gw:1\nEndpointPort = 444\n",
+            ":8: [Peer] EndpointPort",
+        ),
+    ];
+    for (keys, expected) in cases {
+        let error = ha_config(&format!("\n[Peer]\nPublicKey = {BOB_PUBLIC}\n{keys}"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(expected), "{keys:?}: {error}");
+    }
+}
+
+#[test]
 fn spread_needs_an_attach_nic() {
     let config = Config::parse(
         &format!("{}Attach = eth0\nSpread = on\n", interface_only()),
@@ -1049,4 +1191,47 @@ fn spread_needs_an_attach_nic() {
         interface_only()
     ));
     assert!(message.contains("Spread"), "{message}");
+}
+
+#[test]
+fn ha_pools_are_active_active_prefixes() {
+    let active_active = |extra: &str| {
+        ha_config(&format!(
+            "HaMode = active-active\nHaNodeId = 0\nHaKey = {HA_KEY}\nHaListen = 10.0.0.1:51900\n\
+             HaPeer = 10.0.0.2:51900\n{extra}"
+        ))
+    };
+    let config =
+        active_active("HaPool = 10.99.1.7/24, fd99:1::/64\nHaPool = 10.98.0.0/16\n").unwrap();
+    let pools: Vec<String> = (config.interface.ha.as_ref().unwrap().pools.iter())
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(pools, ["10.99.1.0/24", "fd99:1::/64", "10.98.0.0/16"]);
+    assert_eq!(
+        Config::parse(&config.to_wg_quick_string(), "again").unwrap(),
+        config
+    );
+    for (extra, expected) in [
+        (
+            "HaPool = 10.99.1.0/33\n",
+            "wl0.conf:8: [Interface] HaPool: \"10.99.1.0/33\"",
+        ),
+        (
+            "HaPool = 10.99.1.0/24\nHaPool = 10.99.1.0/24\n",
+            "wl0.conf:9: [Interface] HaPool: 10.99.1.0/24 is listed twice",
+        ),
+    ] {
+        let error = active_active(extra).unwrap_err().to_string();
+        assert!(error.contains(expected), "{extra:?}: {error}");
+    }
+    let pair = ha_config(&format!(
+        "HaMode = keepalived\nHaNodeId = 0\nHaKey = {HA_KEY}\nHaListen = 10.0.0.1:51900\n\
+         HaPeer = 10.0.0.2:51900\nHaPool = 10.99.1.0/24\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        pair.contains("wl0.conf:8: [Interface] HaPool: is only used with HaMode = active-active"),
+        "{pair}"
+    );
 }

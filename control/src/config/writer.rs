@@ -2,6 +2,7 @@
 
 use std::fmt::{Display, Write as _};
 
+use super::endpoint_list::ListedEndpoint;
 use super::{
     CipherSuite, Config, FailoverKeys, HaConfig, InnerSide, LayoutKeys, RoutingTable, XdpMode,
 };
@@ -68,7 +69,9 @@ pub(super) fn write(config: &Config) -> String {
             out.pair("PresharedKey", &psk.to_base64());
         }
         out.list("AllowedIPs", &peer.allowed_ips);
-        let endpoints: Vec<_> = peer.endpoint.iter().chain(&peer.more_endpoints).collect();
+        let endpoints: Vec<_> = (peer.endpoints().enumerate())
+            .map(|(index, endpoint)| ListedEndpoint(endpoint, peer.settings_of(index)))
+            .collect();
         out.list("Endpoint", &endpoints);
         write_failover(&mut out, &peer.failover);
         if let Some(seconds) = peer.persistent_keepalive {
@@ -125,6 +128,10 @@ fn write_ha(out: &mut Lines, ha: &HaConfig) {
         out.pair("HaPriority", &ha.priority);
         out.pair("HaPreempt", &if ha.preempt { "on" } else { "off" });
     }
+    for interface in &ha.track_interfaces {
+        out.pair("HaTrackInterface", interface);
+    }
+    out.list("HaPool", &ha.pools);
 }
 
 /// The failover keys that differ from their defaults.

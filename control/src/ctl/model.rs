@@ -59,6 +59,10 @@ pub struct PeerSnapshot {
 pub struct EndpointsSnapshot {
     /// The configured endpoints, in config order.
     pub endpoints: Vec<String>,
+    /// Each endpoint's persistent keepalive in seconds (its own `keepalive=`, else the
+    /// peer's), `None` for off; the peer takes it on when it moves there.
+    #[serde(default)]
+    pub keepalive_secs: Vec<Option<u64>>,
     /// The index of the one in use (`None` while a name is being resolved).
     pub active: Option<usize>,
     /// The address in use.
@@ -119,6 +123,10 @@ pub struct HaSnapshot {
     pub records_sent: u64,
     /// Sync messages refused.
     pub protocol_errors: u64,
+    /// `HaTrackInterface` links that are down now: while any is, the node is not eligible
+    /// to be active (builtin mode).
+    #[serde(default)]
+    pub tracked_down: Vec<String>,
 }
 
 /// One `HaPeer` as this node sees it.

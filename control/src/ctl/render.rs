@@ -68,17 +68,25 @@ fn render_peer(out: &mut String, peer: &PeerSnapshot, now: u64) {
         let _ = writeln!(out, "  endpoint: {endpoint}");
     }
     if let Some(failover) = &peer.failover {
+        // Per-endpoint keepalives, in the config's syntax, only where they differ.
+        let keepalives = &failover.keepalive_secs;
+        let show_keepalives = keepalives.windows(2).any(|pair| pair[0] != pair[1]);
         let list: Vec<String> = failover
             .endpoints
             .iter()
             .enumerate()
             .map(|(index, endpoint)| {
+                let keepalive = match keepalives.get(index) {
+                    Some(Some(secs)) if show_keepalives => format!(" keepalive={secs}"),
+                    Some(None) if show_keepalives => " keepalive=off".to_owned(),
+                    _ => String::new(),
+                };
                 match (failover.active == Some(index), &failover.active_address) {
                     (true, Some(address)) if *address != *endpoint => {
-                        format!("{endpoint} (active: {address})")
+                        format!("{endpoint}{keepalive} (active: {address})")
                     }
-                    (true, _) => format!("{endpoint} (active)"),
-                    (false, _) => endpoint.clone(),
+                    (true, _) => format!("{endpoint}{keepalive} (active)"),
+                    (false, _) => format!("{endpoint}{keepalive}"),
                 }
             })
             .collect();
@@ -240,12 +248,20 @@ pub fn ha_status(status: &super::model::HaSnapshot) -> String {
         status.import_failures,
         status.protocol_errors
     );
+    if !status.tracked_down.is_empty() {
+        let _ = writeln!(
+            out,
+            "  faulted: tracked interface down: {} (not eligible to be active)",
+            status.tracked_down.join(", ")
+        );
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ctl::model::EndpointsSnapshot;
 
     const NOW: u64 = 1_764_000_000;
 
@@ -420,5 +436,35 @@ worker: 1
             serde_json::Value::Bool(true)
         );
         assert_eq!(value["workers"][0]["drops"][0][0], "replay");
+    }
+
+    #[test]
+    fn endpoint_lists_show_keepalives_only_where_they_differ() {
+        let mut peer = snapshot().peers[2].clone();
+        let mut failover = EndpointsSnapshot {
+            endpoints: vec!["203.0.113.7:51820".into(), "gw.example.net:51820".into()],
+            keepalive_secs: vec![Some(25), None],
+            active: Some(0),
+            active_address: Some("203.0.113.7:51820".into()),
+            switches: 1,
+        };
+        peer.failover = Some(failover.clone());
+        let mut out = String::new();
+        render_peer(&mut out, &peer, NOW);
+        assert!(
+            out.contains(
+                "  endpoints: 203.0.113.7:51820 keepalive=25 (active), \
+                 gw.example.net:51820 keepalive=off (1 failovers)\n"
+            ),
+            "{out}"
+        );
+        failover.keepalive_secs = vec![Some(25), Some(25)];
+        peer.failover = Some(failover);
+        let mut out = String::new();
+        render_peer(&mut out, &peer, NOW);
+        assert!(
+            out.contains("  endpoints: 203.0.113.7:51820 (active), gw.example.net:51820 (1"),
+            "{out}"
+        );
     }
 }

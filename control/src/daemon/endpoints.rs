@@ -5,13 +5,14 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::Duration;
 
 use rand_core::{CryptoRngCore, OsRng};
 use warpline_dataplane::time::Time;
 
 use crate::config::{Config, Endpoint};
 use crate::ctl::model::EndpointsSnapshot;
-use crate::failover::{Action, EndpointFailover};
+use crate::failover::{Action, Candidate, EndpointFailover};
 use crate::node::{Node, PeerId};
 
 /// Every address `endpoint` stands for, in the resolver's order.
@@ -59,8 +60,13 @@ impl Failovers {
             let Some(id) = node.peer_by_key(&peer.public_key) else {
                 continue;
             };
-            let candidates: Vec<Endpoint> = std::iter::once(first.clone())
-                .chain(peer.more_endpoints.iter().cloned())
+            let candidates: Vec<Candidate> = (peer.endpoints().enumerate())
+                .map(|(index, endpoint)| Candidate {
+                    endpoint: endpoint.clone(),
+                    keepalive: peer
+                        .keepalive_at(index)
+                        .map(|seconds| Duration::from_secs(u64::from(seconds.get()))),
+                })
                 .collect();
             // Start-up connected to the first candidate that resolved: start the walk there.
             let current = node.peer(id).endpoint();
@@ -68,7 +74,7 @@ impl Failovers {
                 .iter()
                 .enumerate()
                 .find_map(|(index, candidate)| {
-                    let mut addresses = resolve_all(candidate);
+                    let mut addresses = resolve_all(&candidate.endpoint);
                     let current = current?;
                     let position = addresses.iter().position(|a| *a == current)?;
                     addresses.swap(0, position);
@@ -100,6 +106,10 @@ impl Failovers {
             }
         }
         for (id, list) in &mut self.lists {
+            if let Some(address) = list.pinned_address(node.peer(*id).endpoint()) {
+                tracing::debug!(endpoint = %address, "endpoint list: roamed away; back to the list's endpoint");
+                node.set_endpoint(*id, Some(address));
+            }
             if let Some(action) = list.poll(now, node.peer(*id).liveness(), &mut OsRng) {
                 actions.push((*id, action));
             }
@@ -118,9 +128,10 @@ impl Failovers {
     ) {
         let peer = node.peer(id).public_key().to_base64();
         match action {
-            Action::UseEndpoint(address) => {
+            Action::UseEndpoint { address, keepalive } => {
                 tracing::warn!(%peer, endpoint = %address, "endpoint failover: trying the next endpoint");
                 node.set_endpoint(id, Some(address));
+                node.set_persistent_keepalive(id, keepalive);
             }
             Action::Handshake => {
                 tracing::info!(%peer, "new endpoint silent on the old session: handshaking");
@@ -145,7 +156,12 @@ impl Failovers {
         let list = self.lists.get(&id)?;
         let active = list.active();
         Some(EndpointsSnapshot {
-            endpoints: list.candidates().iter().map(ToString::to_string).collect(),
+            endpoints: (list.candidates().iter())
+                .map(|candidate| candidate.endpoint.to_string())
+                .collect(),
+            keepalive_secs: (list.candidates().iter())
+                .map(|candidate| candidate.keepalive.map(|interval| interval.as_secs()))
+                .collect(),
             active: active.map(|(index, _)| index),
             active_address: active.map(|(_, address)| address.to_string()),
             switches: list.switches(),

@@ -194,6 +194,8 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         Some(ha_config) => Some(super::ha::Ha::start(ha_config, tunnel.node_mut())?),
         None => None,
     };
+    let mut foreign_client_routes =
+        super::pool_routes::ForeignClientRoutes::new(&config, interface)?;
     let v6 = udp.local_addr().is_ok_and(|a| a.is_ipv6());
     if let Err(error) = super::sticky_source::enable(&udp, v6) {
         tracing::warn!(%error, "cannot learn local addresses: replies leave from the kernel's choice");
@@ -369,6 +371,9 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         }
         if let Some(ha) = &mut ha {
             ha.tick(now, tunnel.node_mut());
+        }
+        if let Some(routes) = &mut foreign_client_routes {
+            routes.tick(&tunnel);
         }
         failovers.tick(now, tunnel.node_mut());
         while let Some(transmit) = tunnel.node_mut().poll_transmit() {

@@ -15,6 +15,7 @@ use crate::ctl::model::{HaPartnerSnapshot, HaSnapshot};
 use crate::ctl::protocol::Response;
 use crate::ha::{Cluster, Election, HEARTBEAT_INTERVAL, Role, SyncMessage};
 
+use super::tracked::TrackedInterfaces;
 use super::vip::VirtualIps;
 use crate::node::Node;
 
@@ -37,7 +38,7 @@ pub struct Ha {
 struct Builtin {
     election: Election,
     vips: VirtualIps,
-    priority: u8,
+    tracked: TrackedInterfaces,
     /// The partner's role in its last status (`None`: not heard since it was lost).
     partner_active: Option<bool>,
 }
@@ -59,7 +60,7 @@ impl Ha {
                     Time::ZERO,
                 ),
                 vips: VirtualIps::resolve(&config.virtual_ips)?,
-                priority: config.priority,
+                tracked: TrackedInterfaces::new(&config.track_interfaces)?,
                 partner_active: None,
             }),
             HaMode::Keepalived | HaMode::ActiveActive => None,
@@ -157,34 +158,54 @@ impl Ha {
     /// `HaMode = builtin`: tells the partner where this node stands and follows the
     /// election.
     fn elect<R: CryptoRngCore>(&mut self, now: Time, node: &mut Node<R>) {
+        if let Some(builtin) = &mut self.builtin {
+            let mut changed = false;
+            if let Some(down) = builtin.tracked.poll(now) {
+                if down.is_empty() {
+                    tracing::warn!("HA (builtin): tracked interfaces up again; eligible");
+                } else {
+                    tracing::warn!(?down, "HA (builtin): tracked interface down; not eligible");
+                }
+                builtin.election.set_faulted(!down.is_empty());
+                changed = true;
+            }
+            let role = self.cluster.role();
+            match builtin.election.decide(now, role) {
+                Role::Active if role == Role::Standby => {
+                    let taken = self.cluster.promote(now, node);
+                    builtin.vips.take();
+                    tracing::warn!(
+                        sessions = taken,
+                        "HA (builtin): elected active; virtual IPs taken"
+                    );
+                    changed = true;
+                }
+                Role::Standby if role == Role::Active => {
+                    builtin.vips.release();
+                    self.cluster.demote(node);
+                    tracing::warn!(
+                        "HA (builtin): stepped down (the partner is active, or this node is faulted)"
+                    );
+                    changed = true;
+                }
+                _ => {}
+            }
+            // The partner acts on a change at once instead of at the next heartbeat.
+            if changed {
+                self.next_status = now;
+            }
+        }
         if now >= self.next_status {
             self.next_status = now + HEARTBEAT_INTERVAL;
             self.links.broadcast(vec![SyncMessage::Status {
                 node_id: self.cluster.node_id(),
-                priority: self.builtin.as_ref().map_or(0, |b| b.priority),
+                priority: self
+                    .builtin
+                    .as_ref()
+                    .map_or(0, |b| b.election.announced_priority()),
                 active: self.cluster.role() == Role::Active,
                 epoch: self.cluster.highest_epoch().get(),
             }]);
-        }
-        let Some(builtin) = &mut self.builtin else {
-            return;
-        };
-        let role = self.cluster.role();
-        match builtin.election.decide(now, role) {
-            Role::Active if role == Role::Standby => {
-                let taken = self.cluster.promote(now, node);
-                builtin.vips.take();
-                tracing::warn!(
-                    sessions = taken,
-                    "HA (builtin): elected active; virtual IPs taken"
-                );
-            }
-            Role::Standby if role == Role::Active => {
-                builtin.vips.release();
-                self.cluster.demote(node);
-                tracing::warn!("HA (builtin): the partner is active; stepped down");
-            }
-            _ => {}
         }
     }
 
@@ -276,6 +297,11 @@ impl Ha {
             records_received: stats.records_received,
             records_sent: stats.records_sent,
             protocol_errors: stats.protocol_errors,
+            tracked_down: self
+                .builtin
+                .as_ref()
+                .map(|builtin| builtin.tracked.down().to_vec())
+                .unwrap_or_default(),
         }
     }
 }

@@ -7,6 +7,7 @@ use warpline_dataplane::tun::{Offloads, Tun, TunQueue};
 use super::DaemonError;
 use super::setup::DEFAULT_MTU;
 use crate::config::{Config, RoutingTable};
+use crate::ha::PoolRoutes;
 
 /// The TUN device: the event loop's queue, plus one queue per data-plane worker in XDP mode.
 #[derive(Debug)]
@@ -22,6 +23,10 @@ pub struct Interface {
     pub fwmark: Option<u32>,
     /// Policy rules installed for a default route, removed on drop.
     rules: Vec<RoutingRule>,
+    /// The device's index.
+    pub index: u32,
+    /// The table its routes go to (`None` with `Table = off`).
+    pub table: Option<u32>,
 }
 
 /// The table (and mark) of default routes through the tunnel, as wg-quick's default.
@@ -103,8 +108,16 @@ impl Interface {
                 " (name it in /etc/iproute2/rt_tables or use a number)",
             ))?),
         };
+        // Other nodes' clients (outside this node's HaPool) are routed only once taken over.
+        let pools = PoolRoutes::new(
+            (config.interface.ha.as_ref())
+                .map(|ha| ha.pools.clone())
+                .unwrap_or_default(),
+        );
         if let Some(table) = table {
-            for prefix in config.peers.iter().flat_map(|p| &p.allowed_ips) {
+            for prefix in (config.peers.iter().flat_map(|p| &p.allowed_ips))
+                .filter(|prefix| pools.is_home(**prefix))
+            {
                 let default_route = prefix.prefix_len() == 0;
                 if default_route && config.interface.table == RoutingTable::Auto {
                     // wg-quick's way: the default route goes to a table of its own, consulted
@@ -159,6 +172,8 @@ impl Interface {
                 worker_queues: Vec::new(),
                 fwmark,
                 rules,
+                index,
+                table,
             });
         }
         let queue = queues[0]
@@ -169,6 +184,8 @@ impl Interface {
             worker_queues: queues,
             fwmark,
             rules,
+            index,
+            table,
         })
     }
 }

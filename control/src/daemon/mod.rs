@@ -16,10 +16,12 @@ mod hooks;
 mod interface;
 mod lan;
 mod notify;
+mod pool_routes;
 mod privileges;
 mod setup;
 mod snapshot;
 mod sticky_source;
+mod tracked;
 mod vip;
 
 use std::path::{Path, PathBuf};

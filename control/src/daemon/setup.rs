@@ -47,15 +47,15 @@ pub fn tunnel_from_config(
     let mut tunnel = Tunnel::new(Node::new(node_config, OsRng));
     for peer in &config.peers {
         // With an endpoint list, the first that resolves (the failover walks on from it).
-        let endpoint = match &peer.endpoint {
-            None => None,
-            Some(first) => {
+        let (endpoint, keepalive) = match &peer.endpoint {
+            None => (None, peer.persistent_keepalive),
+            Some(_) => {
                 let mut failure = None;
                 let mut found = None;
-                for candidate in std::iter::once(first).chain(&peer.more_endpoints) {
+                for (index, candidate) in peer.endpoints().enumerate() {
                     match resolve(candidate) {
                         Ok(address) => {
-                            found = Some(address);
+                            found = Some((Some(address), peer.keepalive_at(index)));
                             break;
                         }
                         Err(reason) => {
@@ -64,7 +64,7 @@ pub fn tunnel_from_config(
                     }
                 }
                 match found {
-                    Some(address) => Some(address),
+                    Some(found) => found,
                     None => {
                         return Err(DaemonError::Endpoint {
                             peer: peer.public_key.to_base64(),
@@ -82,9 +82,7 @@ pub fn tunnel_from_config(
                 .unwrap_or_else(PresharedKey::none),
             suite: peer.cipher,
             endpoint,
-            persistent_keepalive: peer
-                .persistent_keepalive
-                .map(|secs| Duration::from_secs(u64::from(secs.get()))),
+            persistent_keepalive: keepalive.map(|secs| Duration::from_secs(u64::from(secs.get()))),
         };
         tunnel
             .add_peer(node_peer, &peer.allowed_ips)
@@ -135,6 +133,44 @@ mod tests {
         assert!(
             error.contains(&peer.to_base64()) && error.contains("no such host"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn the_endpoint_start_up_connects_to_sets_the_keepalive() {
+        let text = format!(
+            "[Interface]\nPrivateKey = {}\n[Peer]\nPublicKey = {}\nPersistentKeepalive = 25\n\
+             Endpoint = down.example:1 keepalive=off, 192.0.2.9:51820 keepalive=7, 192.0.2.10:1\n",
+            PrivateKey::generate().to_base64(),
+            PrivateKey::generate().public_key().to_base64()
+        );
+        let config = Config::parse(&text, "wl0.conf").unwrap();
+        let keepalive_when = |resolvable: &'static [&'static str]| {
+            let tunnel = tunnel_from_config(&config, Duration::ZERO, |endpoint| {
+                let endpoint = endpoint.to_string();
+                if resolvable.contains(&endpoint.as_str()) {
+                    Ok(endpoint
+                        .replace("down.example", "192.0.2.8")
+                        .parse()
+                        .unwrap())
+                } else {
+                    Err("no such host".into())
+                }
+            })
+            .unwrap();
+            let (_, peer) = tunnel.node().peers().next().unwrap();
+            (
+                peer.endpoint().unwrap().to_string(),
+                peer.persistent_keepalive(),
+            )
+        };
+        assert_eq!(
+            keepalive_when(&["192.0.2.9:51820", "192.0.2.10:1"]),
+            ("192.0.2.9:51820".to_owned(), Some(Duration::from_secs(7)))
+        );
+        assert_eq!(
+            keepalive_when(&["down.example:1", "192.0.2.9:51820"]),
+            ("192.0.2.8:1".to_owned(), None)
         );
     }
 }

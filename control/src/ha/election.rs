@@ -7,6 +7,12 @@
 //! (priority, node id) steps down; a standby with the higher priority takes over from an
 //! active partner only with preemption on (`HaPreempt`); of two standbys the higher takes
 //! over.
+//!
+//! Interface tracking (`HaTrackInterface`): while a tracked interface is down the node is
+//! *faulted*: it steps down, never becomes active, and announces priority 0, which ranks
+//! below every configured priority (1-255), so its partner takes over even without
+//! preemption. When the interface returns the node ranks as configured again, and takes
+//! the role back only with preemption, as any returning node.
 
 use warpline_dataplane::time::Time;
 
@@ -27,6 +33,8 @@ pub struct Election {
     preempt: bool,
     started: Time,
     partner: Option<PartnerView>,
+    /// A tracked interface is down.
+    faulted: bool,
 }
 
 impl Election {
@@ -37,7 +45,23 @@ impl Election {
             preempt,
             started: now,
             partner: None,
+            faulted: false,
         }
+    }
+
+    /// Whether a tracked interface is down (the node may not be active).
+    pub fn set_faulted(&mut self, faulted: bool) {
+        self.faulted = faulted;
+    }
+
+    /// Whether the node is faulted.
+    pub fn faulted(&self) -> bool {
+        self.faulted
+    }
+
+    /// The priority this node announces in its status: 0 while faulted.
+    pub fn announced_priority(&self) -> u8 {
+        if self.faulted { 0 } else { self.rank.0 }
     }
 
     /// The partner's status arrived.
@@ -56,6 +80,9 @@ impl Election {
 
     /// The role this node should have at `now`, given the one it has.
     pub fn decide(&mut self, now: Time, role: Role) -> Role {
+        if self.faulted {
+            return Role::Standby;
+        }
         let alive = self
             .partner
             .filter(|p| now.saturating_since(p.heard) <= PARTNER_DEAD_AFTER);
@@ -133,5 +160,50 @@ mod tests {
         // A closed connection is a lost partner at once (after the start-up wait).
         a.lost();
         assert_eq!(a.decide(at(700), Role::Standby), Role::Active);
+    }
+
+    #[test]
+    fn a_faulted_node_steps_down_and_its_partner_takes_over_without_preemption() {
+        let mut high = Election::new(150, 0, false, at(0));
+        let mut low = Election::new(100, 1, false, at(0));
+        high.heard(at(10), 100, 1, false);
+        low.heard(at(10), 150, 0, true);
+        assert_eq!(high.decide(at(20), Role::Active), Role::Active);
+
+        // The high node's tracked link goes down: it steps down at once and says so with
+        // priority 0; the low node, now the higher rank, takes over though preemption is off.
+        high.set_faulted(true);
+        assert_eq!(high.decide(at(30), Role::Active), Role::Standby);
+        assert_eq!(high.announced_priority(), 0);
+        low.heard(at(40), high.announced_priority(), 0, false);
+        assert_eq!(low.decide(at(50), Role::Standby), Role::Active);
+
+        // A faulted node never becomes active, not even alone.
+        high.lost();
+        assert_eq!(high.decide(at(5000), Role::Standby), Role::Standby);
+
+        // The link returns: without preemption it stays standby beside the active partner.
+        high.set_faulted(false);
+        high.heard(at(5010), 100, 1, true);
+        assert_eq!(high.announced_priority(), 150);
+        assert_eq!(high.decide(at(5020), Role::Standby), Role::Standby);
+        low.heard(at(5030), 150, 0, false);
+        assert_eq!(low.decide(at(5040), Role::Active), Role::Active);
+
+        // With preemption it takes the role back, and the partner steps down.
+        let mut eager = Election::new(150, 0, true, at(0));
+        eager.set_faulted(true);
+        eager.heard(at(10), 100, 1, true);
+        assert_eq!(eager.decide(at(20), Role::Standby), Role::Standby);
+        eager.set_faulted(false);
+        assert_eq!(eager.decide(at(30), Role::Standby), Role::Active);
+        low.heard(at(40), 150, 0, true);
+        assert_eq!(low.decide(at(50), Role::Active), Role::Standby);
+
+        // Both faulted: neither is active.
+        let mut other = Election::new(100, 1, true, at(0));
+        other.set_faulted(true);
+        other.heard(at(10), 0, 0, false);
+        assert_eq!(other.decide(at(5000), Role::Standby), Role::Standby);
     }
 }

@@ -27,6 +27,7 @@
 mod cluster;
 mod election;
 mod epoch;
+mod pools;
 mod record;
 mod sync;
 
@@ -36,5 +37,6 @@ pub use cluster::{
 };
 pub use election::Election;
 pub use epoch::{CounterEpoch, EpochError, MAX_NODES};
+pub use pools::{PoolRoutes, RouteChanges};
 pub use record::{RECORD_VERSION, RecordError, SessionRecord, SessionSlot};
 pub use sync::{NOISE_PROTOCOL, SYNC_VERSION, SyncChannel, SyncError, SyncMessage};

@@ -859,6 +859,26 @@ impl Switch {
         veth.a
     }
 
+    /// Sets the switch port of `host_side` (an interface `plug` returned) up or down: the
+    /// host's interface stays administratively up but loses carrier, as with a pulled cable
+    /// or a dead switch port.
+    pub fn set_port(&self, host_side: &str, up: bool) {
+        // `Veth::new` names the ends <base>a and <base>b; the switch holds the b end.
+        let base = host_side
+            .strip_suffix('a')
+            .unwrap_or_else(|| panic!("{host_side} is not an interface `plug` made"));
+        run_in(
+            self.host.netns(),
+            &self.ip,
+            &[
+                "link",
+                "set",
+                &format!("{base}b"),
+                if up { "up" } else { "down" },
+            ],
+        );
+    }
+
     /// Sets `host`'s interface `name` up or down (a link cut).
     pub fn set_link(&self, host: &Host, name: &str, up: bool) {
         run_in(

@@ -71,6 +71,17 @@ pub struct LinkInfo {
     pub tx_queues: u32,
     /// ID of the attached XDP program, if any.
     pub xdp_program_id: Option<u32>,
+    /// The `IFF_*` flags (`ifi_flags`).
+    pub flags: u32,
+}
+
+impl LinkInfo {
+    /// Whether the link is administratively up and has carrier (`IFF_UP` and
+    /// `IFF_LOWER_UP`): what a node tracking the link needs to use it.
+    pub fn is_up_with_carrier(&self) -> bool {
+        let wanted = (libc::IFF_UP | libc::IFF_LOWER_UP) as u32;
+        self.flags & wanted == wanted
+    }
 }
 
 /// An rtnetlink socket in the namespace of the thread that opened it.
@@ -378,6 +389,7 @@ fn parse_link(payload: &[u8]) -> io::Result<LinkInfo> {
         rx_queues: 1,
         tx_queues: 1,
         xdp_program_id: None,
+        flags: u32_of(&header[8..12]).ok_or_else(invalid)?,
     };
     for (kind, value) in attributes(&payload[IFINFOMSG_LEN..]) {
         match kind {
@@ -450,6 +462,33 @@ impl Netlink {
         table: u32,
     ) -> io::Result<()> {
         const RTM_NEWROUTE: u16 = 24;
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+        self.link_route(RTM_NEWROUTE, flags, index, destination, prefix_len, table)
+    }
+
+    /// Removes what [`Netlink::add_route_in_table`] added
+    /// (`ip route del <destination>/<prefix_len> dev <link> table <table>`).
+    pub fn delete_route_in_table(
+        &mut self,
+        index: u32,
+        destination: IpAddr,
+        prefix_len: u8,
+        table: u32,
+    ) -> io::Result<()> {
+        const RTM_DELROUTE: u16 = 25;
+        let flags = NLM_F_REQUEST | NLM_F_ACK;
+        self.link_route(RTM_DELROUTE, flags, index, destination, prefix_len, table)
+    }
+
+    fn link_route(
+        &mut self,
+        message_type: u16,
+        flags: u16,
+        index: u32,
+        destination: IpAddr,
+        prefix_len: u8,
+        table: u32,
+    ) -> io::Result<()> {
         const RT_TABLE_COMPAT: u8 = 252;
         const RTPROT_STATIC: u8 = 4;
         const RT_SCOPE_LINK: u8 = 253;
@@ -470,11 +509,7 @@ impl Netlink {
         body[5] = RTPROT_STATIC;
         body[6] = RT_SCOPE_LINK;
         body[7] = RTN_UNICAST;
-        let mut message = Message::new(
-            RTM_NEWROUTE,
-            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-            &body,
-        );
+        let mut message = Message::new(message_type, flags, &body);
         if prefix_len > 0 {
             message.attr(RTA_DST, &bytes);
         }
@@ -552,6 +587,27 @@ impl Netlink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_is_usable_only_up_and_with_carrier() {
+        let flags = |flags: i32| LinkInfo {
+            index: 1,
+            name: "eth0".into(),
+            mac: Vec::new(),
+            rx_queues: 1,
+            tx_queues: 1,
+            xdp_program_id: None,
+            flags: flags as u32,
+        };
+        let running = libc::IFF_UP | libc::IFF_RUNNING | libc::IFF_LOWER_UP;
+        assert!(flags(running).is_up_with_carrier());
+        assert!(
+            !flags(running & !libc::IFF_LOWER_UP).is_up_with_carrier(),
+            "no carrier"
+        );
+        assert!(!flags(running & !libc::IFF_UP).is_up_with_carrier(), "down");
+        assert!(!flags(0).is_up_with_carrier());
+    }
 
     #[test]
     fn nested_attributes_carry_their_total_length() {
