@@ -25,6 +25,10 @@ suites:
   pipeline    encap/decap batches vs raw AEAD and boringtun, UDP checksum, session lookup
   scale       encap/decap with 1..N pinned worker threads sharing one session table,
               many peers and one peer: total rate and scaling efficiency
+  tunnel      (root) site to site through two gateways in namespaces: plain forwarding,
+              warpline (portable and XDP, ChaCha20-Poly1305 and AES-256-GCM), boringtun-cli
+              (1 and 4 threads), OpenVPN 2.6 (AES-256-GCM, ChaCha20-Poly1305): iperf3 TCP 1
+              and 4 streams, UDP packets/s at 64 and 1400 B, probe latency p50/p99/p99.9
   soak        (root) an XDP gateway and many warpline clients for --minutes, rekeying every
               4 s and roaming: gateway memory, fds, drops, handshakes and echo loss over time
   list        this list
@@ -37,8 +41,13 @@ options:
   --quick            shorter runs, for smoke tests
   --out DIR          write <suite>.json and <suite>.svg to DIR (default: target/bench)
   --workers 1,2,4    scale: worker counts (default 1,2,4,8,12, clamped to the CPUs there are)
-  --seconds S        scale: seconds per point (default 1, 0.1 with --quick)
-  --runs N           scale: runs per point, the median is reported (default 3)
+  --seconds S        scale: seconds per point (default 1, 0.1 with --quick);
+                     tunnel: whole seconds per iperf3 test (default 2, 1 with --quick)
+  --runs N           scale, tunnel: runs, the median is reported (default 3, tunnel 1
+                     with --quick)
+  --variants a,b     tunnel: only these (plain, warpline-chacha, warpline-aes,
+                     warpline-xdp-chacha, warpline-xdp-aes, warpline-full-bypass,
+                     boringtun-1, boringtun-4, openvpn-aes, openvpn-chacha)
   --minutes M        soak: how long (default 10, 1 with --quick)
   --peers N          soak: warpline clients, one peer each (default 16)";
 
@@ -49,6 +58,7 @@ struct Args {
     quick: bool,
     scale: suites::scale::Options,
     soak: suites::soak::Options,
+    tunnel: suites::tunnel::Options,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -61,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
                 args.quick = true;
                 args.scale.quick = true;
                 args.soak.quick = true;
+                args.tunnel.quick = true;
             }
             "--out" => report::set_output_dir(PathBuf::from(value()?)),
             "--workers" => {
@@ -72,10 +83,27 @@ fn parse_args() -> Result<Args, String> {
                 args.scale.workers = Some(counts);
             }
             "--seconds" => {
-                args.scale.seconds = Some(value()?.parse().map_err(|e| format!("--seconds: {e}"))?)
+                let seconds: f64 = value()?.parse().map_err(|e| format!("--seconds: {e}"))?;
+                args.scale.seconds = Some(seconds);
+                args.tunnel.seconds = Some(seconds);
             }
             "--runs" => {
-                args.scale.runs = Some(value()?.parse().map_err(|e| format!("--runs: {e}"))?)
+                let runs: usize = value()?.parse().map_err(|e| format!("--runs: {e}"))?;
+                args.scale.runs = Some(runs);
+                args.tunnel.runs = Some(runs);
+            }
+            "--variants" => {
+                let names: Vec<String> = value()?
+                    .split(',')
+                    .map(|name| name.trim().to_owned())
+                    .filter(|name| !name.is_empty())
+                    .collect();
+                if names.is_empty() {
+                    return Err(
+                        "--variants: give a comma-separated list (`list` shows them)".into(),
+                    );
+                }
+                args.tunnel.variants = Some(names);
             }
             "--minutes" => {
                 args.soak.minutes = Some(value()?.parse().map_err(|e| format!("--minutes: {e}"))?)
@@ -101,6 +129,7 @@ fn main() -> ExitCode {
             Some("pipeline") => suites::pipeline::run(quick),
             Some("scale") => suites::scale::run(&args.scale),
             Some("soak") => suites::soak::run(&args.soak),
+            Some("tunnel") => suites::tunnel::run(&args.tunnel),
             Some("list") | None => {
                 println!("{USAGE}");
                 Ok(())

@@ -5,3 +5,4 @@ pub mod handshake;
 pub mod pipeline;
 pub mod scale;
 pub mod soak;
+pub mod tunnel;
