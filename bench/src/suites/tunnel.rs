@@ -191,7 +191,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     let seconds = options
         .seconds
         .unwrap_or(if options.quick { 1.0 } else { 2.0 });
-    if !(seconds >= 1.0 && seconds <= 600.0 && seconds.fract() == 0.0) {
+    if !((1.0..=600.0).contains(&seconds) && seconds.fract() == 0.0) {
         return Err(format!(
             "tunnel: --seconds {seconds}: give whole seconds from 1 to 600 (iperf3 -t)"
         ));
@@ -222,6 +222,8 @@ pub fn run(options: &Options) -> Result<(), String> {
         chosen.len(),
         machine()
     );
+    println!("  tools: {}", tools.versions());
+    println!("  load average at start: {}", load_average());
     let lab = Lab::new().map_err(|e| format!("tunnel lab: {e}"))?;
     let dir = TempDir::new()?;
     let certs = if chosen
@@ -295,6 +297,7 @@ pub fn run(options: &Options) -> Result<(), String> {
         results.push(row);
     }
     progress.finish();
+    println!("  load average at the end: {}", load_average());
     stop.store(true, Ordering::Relaxed);
     drop(iperf_server);
     publish(&chosen, &results, &unavailable, seconds, runs)?;
@@ -367,6 +370,40 @@ impl Tools {
                 .transpose()?,
         })
     }
+}
+
+impl Tools {
+    /// The first line of each tool's `--version`, for the conditions beside the figures.
+    fn versions(&self) -> String {
+        let version = |path: &Path| {
+            let output = Command::new(path).arg("--version").output().ok()?;
+            let text = String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr);
+            text.lines().next().map(|line| line.trim().to_owned())
+        };
+        [
+            Some(&self.iperf3),
+            self.boringtun.as_ref(),
+            self.openvpn.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|path| version(path))
+        .collect::<Vec<_>>()
+        .join("; ")
+    }
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15-minute figures: on a shared machine, how busy it was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// `program` on `PATH` or in cargo's install directory (where boringtun-cli goes).
@@ -1325,28 +1362,6 @@ fn measure(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refusal_reason_keeps_the_problem_only() {
-        assert_eq!(
-            refusal_reason(
-                "warpline: /tmp/x/wlfb.conf:7: [Interface] unknown key \"Role\"; valid keys are A, B"
-            ),
-            "[Interface] unknown key \"Role\""
-        );
-        assert_eq!(refusal_reason("something else"), "something else");
-    }
-
-    #[test]
-    fn variant_names_are_unique() {
-        let names: std::collections::BTreeSet<&str> = VARIANTS.iter().map(|v| v.name).collect();
-        assert_eq!(names.len(), VARIANTS.len());
-    }
-}
-
 // --- results --------------------------------------------------------------------------------
 
 /// The per-run figures of one variant, in the order of `FIGURES`.
@@ -1585,7 +1600,7 @@ fn draw(chosen: &[&Variant], medians: &[Option<[f64; 8]>], rows: &[Row]) -> Resu
         .collect();
     let bars = |pick: &dyn Fn(&[f64; 8]) -> Vec<f64>| -> Vec<Series> {
         ran.iter()
-            .map(|&v| Series::bars(chosen[v].name, pick(&medians[v].expect("ran")).into_iter()))
+            .map(|&v| Series::bars(chosen[v].name, pick(&medians[v].expect("ran"))))
             .collect()
     };
     let x_plain = |v: usize, label: &str| {
@@ -1647,4 +1662,26 @@ fn draw(chosen: &[&Variant], medians: &[Option<[f64; 8]>], rows: &[Row]) -> Resu
         &panels,
         2,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_reason_keeps_the_problem_only() {
+        assert_eq!(
+            refusal_reason(
+                "warpline: /tmp/x/wlfb.conf:7: [Interface] unknown key \"Role\"; valid keys are A, B"
+            ),
+            "[Interface] unknown key \"Role\""
+        );
+        assert_eq!(refusal_reason("something else"), "something else");
+    }
+
+    #[test]
+    fn variant_names_are_unique() {
+        let names: std::collections::BTreeSet<&str> = VARIANTS.iter().map(|v| v.name).collect();
+        assert_eq!(names.len(), VARIANTS.len());
+    }
 }
