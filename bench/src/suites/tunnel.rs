@@ -383,9 +383,7 @@ impl Tools {
                 .transpose()?,
         })
     }
-}
 
-impl Tools {
     /// The first line of each tool's `--version`, for the conditions beside the figures.
     fn versions(&self) -> String {
         let version = |path: &Path| {
