@@ -2,9 +2,16 @@
 //! baseline in the same run and reports ratios, because the machines this runs on are shared
 //! and noisy; absolute figures are printed with the machine they came from.
 //!
-//! Run through `cargo xtask bench <suite>` (bench profile: LTO, one codegen unit). The binary
-//! is self-contained (no external commands, no files of the source tree), so it can also be
-//! copied to a bigger machine and run there with `--out DIR`.
+//! Run through `cargo xtask bench <suite>` (bench profile: LTO, one codegen unit). The in-process
+//! suites (crypto, handshake, pipeline, scale) are self-contained (no external commands, no
+//! files of the source tree), so the binary can also be copied to a bigger machine and run
+//! there with `--out DIR`. The lab suites run real programs: soak needs the `warpline` binary
+//! beside this one; tunnel needs it too, plus iperf3, boringtun-cli, wg, openvpn, openssl and
+//! ip (`cargo xtask bench tunnel` installs what is missing).
+//!
+//! Dependencies used only here, and why: plotters (SVG charts, no C or font libraries),
+//! hdrhistogram (the tunnel suite's latency percentiles), aws-lc-rs, RustCrypto `aes-gcm` /
+//! `chacha20poly1305`, boringtun and snow (the baselines the suites compare against).
 
 mod chart;
 mod progress;
