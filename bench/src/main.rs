@@ -2,9 +2,16 @@
 //! baseline in the same run and reports ratios, because the machines this runs on are shared
 //! and noisy; absolute figures are printed with the machine they came from.
 //!
-//! Run through `cargo xtask bench <suite>` (bench profile: LTO, one codegen unit). The binary
-//! is self-contained (no external commands, no files of the source tree), so it can also be
-//! copied to a bigger machine and run there with `--out DIR`.
+//! Run through `cargo xtask bench <suite>` (bench profile: LTO, one codegen unit). The in-process
+//! suites (crypto, handshake, pipeline, scale) are self-contained (no external commands, no
+//! files of the source tree), so the binary can also be copied to a bigger machine and run
+//! there with `--out DIR`. The lab suites run real programs: soak needs the `warpline` binary
+//! beside this one; tunnel needs it too, plus iperf3, boringtun-cli, wg, openvpn, openssl and
+//! ip (`cargo xtask bench tunnel` installs what is missing).
+//!
+//! Dependencies used only here, and why: plotters (SVG charts, no C or font libraries),
+//! hdrhistogram (the tunnel suite's latency percentiles), aws-lc-rs, RustCrypto `aes-gcm` /
+//! `chacha20poly1305`, boringtun and snow (the baselines the suites compare against).
 
 mod chart;
 mod progress;
@@ -28,6 +35,10 @@ suites:
   spread      (root) one tunnel's decryption over 1..N pinned workers (Spread = on): the
               receiving worker deals chunks out and takes them back in order; rate and
               scaling efficiency
+  tunnel      (root) site to site through two gateways in namespaces: plain forwarding,
+              warpline (portable and XDP, ChaCha20-Poly1305 and AES-256-GCM), boringtun-cli
+              (1 and 4 threads), OpenVPN 2.6 (AES-256-GCM, ChaCha20-Poly1305): iperf3 TCP 1
+              and 4 streams, UDP packets/s at 64 and 1400 B, probe latency p50/p99/p99.9
   soak        (root) an XDP gateway and many warpline clients for --minutes, rekeying every
               4 s and roaming: gateway memory, fds, drops, handshakes and echo loss over time
   list        this list
@@ -40,8 +51,13 @@ options:
   --quick            shorter runs, for smoke tests
   --out DIR          write <suite>.json and <suite>.svg to DIR (default: target/bench)
   --workers 1,2,4    scale, spread: worker counts (default 1,2,4,8,12, clamped to the CPUs there are)
-  --seconds S        scale, spread: seconds per point (default 1, 0.1 with --quick)
-  --runs N           scale, spread: runs per point, the median is reported (default 3)
+  --seconds S        scale, spread: seconds per point (default 1, 0.1 with --quick);
+                     tunnel: whole seconds per iperf3 test (default 2, 1 with --quick)
+  --runs N           scale, spread, tunnel: runs, the median is reported (default 3, tunnel 1
+                     with --quick)
+  --variants a,b     tunnel: only these (plain, warpline-chacha, warpline-aes,
+                     warpline-xdp-chacha, warpline-xdp-aes, warpline-full-bypass,
+                     boringtun-1, boringtun-4, openvpn-aes, openvpn-chacha)
   --minutes M        soak: how long (default 10, 1 with --quick)
   --peers N          soak: warpline clients, one peer each (default 16)
   --failovers        soak: an active-active HA pair; the clients' path to gateway A is cut
@@ -55,6 +71,7 @@ struct Args {
     quick: bool,
     scale: suites::scale::Options,
     soak: suites::soak::Options,
+    tunnel: suites::tunnel::Options,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -67,6 +84,7 @@ fn parse_args() -> Result<Args, String> {
                 args.quick = true;
                 args.scale.quick = true;
                 args.soak.quick = true;
+                args.tunnel.quick = true;
             }
             "--out" => report::set_output_dir(PathBuf::from(value()?)),
             "--workers" => {
@@ -78,10 +96,27 @@ fn parse_args() -> Result<Args, String> {
                 args.scale.workers = Some(counts);
             }
             "--seconds" => {
-                args.scale.seconds = Some(value()?.parse().map_err(|e| format!("--seconds: {e}"))?)
+                let seconds: f64 = value()?.parse().map_err(|e| format!("--seconds: {e}"))?;
+                args.scale.seconds = Some(seconds);
+                args.tunnel.seconds = Some(seconds);
             }
             "--runs" => {
-                args.scale.runs = Some(value()?.parse().map_err(|e| format!("--runs: {e}"))?)
+                let runs: usize = value()?.parse().map_err(|e| format!("--runs: {e}"))?;
+                args.scale.runs = Some(runs);
+                args.tunnel.runs = Some(runs);
+            }
+            "--variants" => {
+                let names: Vec<String> = value()?
+                    .split(',')
+                    .map(|name| name.trim().to_owned())
+                    .filter(|name| !name.is_empty())
+                    .collect();
+                if names.is_empty() {
+                    return Err(
+                        "--variants: give a comma-separated list (`list` shows them)".into(),
+                    );
+                }
+                args.tunnel.variants = Some(names);
             }
             "--minutes" => {
                 args.soak.minutes = Some(value()?.parse().map_err(|e| format!("--minutes: {e}"))?)
@@ -117,6 +152,7 @@ fn main() -> ExitCode {
             Some("scale") => suites::scale::run(&args.scale),
             Some("soak") => suites::soak::run(&args.soak),
             Some("spread") => suites::spread::run(&args.scale),
+            Some("tunnel") => suites::tunnel::run(&args.tunnel),
             Some("list") | None => {
                 println!("{USAGE}");
                 Ok(())

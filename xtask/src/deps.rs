@@ -40,6 +40,14 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Debian packages only benchmark suites need, by suite: (suite, package, why). Installed by
+/// `cargo xtask bench <suite>` only, so `deps`, `test` and `demo` stay as they were.
+const BENCH_PACKAGES: &[(&str, &str, &str)] = &[(
+    "tunnel",
+    "openvpn",
+    "OpenVPN 2.6 (userspace, no DCO), a baseline of the tunnel benchmark beside boringtun-cli",
+)];
+
 /// Cargo-installed tools: (binary, crate, pinned version, why). `--locked` and a pinned
 /// version keep the build reproducible; 0.7.1 is the newest boringtun-cli and builds on
 /// rustc 1.95.
@@ -118,16 +126,37 @@ fn ensure_cargo_tools() -> Result<(), String> {
     Ok(())
 }
 
+/// Installs what `cargo xtask bench <suite>` needs on top of [`ensure_all`]: the suite's own
+/// Debian packages (`BENCH_PACKAGES`), when missing.
+pub(crate) fn ensure_bench(suite: &str) -> Result<(), String> {
+    ensure_all()?;
+    let extra: Vec<(&str, &str)> = BENCH_PACKAGES
+        .iter()
+        .filter(|(for_suite, _, _)| *for_suite == suite)
+        .map(|&(_, package, why)| (package, why))
+        .collect();
+    if extra.is_empty() {
+        return Ok(());
+    }
+    install_missing(&extra)
+}
+
 /// Installs whatever of `PACKAGES` is missing. Without root, only reports what is missing.
 fn ensure_packages() -> Result<(), String> {
+    install_missing(PACKAGES)
+}
+
+/// Installs whatever of `packages` is missing, announcing each with why it is needed; runs
+/// `apt-get update` once first. Without root, only reports what is missing.
+fn install_missing(packages: &[(&str, &str)]) -> Result<(), String> {
     let has_dpkg = Command::new("dpkg-query").arg("--version").output().is_ok();
     if !has_dpkg {
         println!("xtask: no dpkg here: skipping package installation (not a Debian system)");
         return Ok(());
     }
-    let missing: Vec<&(&str, &str)> = PACKAGES.iter().filter(|(p, _)| !installed(p)).collect();
+    let missing: Vec<&(&str, &str)> = packages.iter().filter(|(p, _)| !installed(p)).collect();
     if missing.is_empty() {
-        println!("xtask: system packages present: {}", names(PACKAGES));
+        println!("xtask: system packages present: {}", names(packages));
         return Ok(());
     }
     for (package, why) in &missing {
@@ -145,8 +174,8 @@ fn ensure_packages() -> Result<(), String> {
     args.extend(missing.iter().map(|(p, _)| *p));
     // Non-interactive: CI has no terminal and no standard input.
     println!("xtask: $ apt-get {}", args.join(" "));
-    // keepalived's package would start a system-wide keepalived; the tests run their own
-    // inside namespaces. Debian's policy-rc.d hook (exit 101: "action forbidden") keeps
+    // keepalived's package would start a system-wide keepalived (openvpn's a system-wide
+    // openvpn); the tests and benchmarks run their own inside namespaces. Debian's policy-rc.d hook (exit 101: "action forbidden") keeps
     // packages from starting services during this install only.
     let policy = std::path::Path::new("/usr/sbin/policy-rc.d");
     let own_policy = !policy.exists();

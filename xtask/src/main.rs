@@ -44,7 +44,8 @@ usage: cargo xtask <task>
   demo            install what is needed, build, and run the warpline demo
   test            install what is needed, then fmt check, clippy -D warnings, all tests,
                   and every fuzz target for 10 s
-  bench <suite>   run a benchmark suite (crypto, handshake, pipeline, scale, soak, failover); `bench list`
+  bench <suite>   run a benchmark suite (crypto, handshake, pipeline, scale, soak, tunnel,
+                  failover); `bench list`
                   lists them and their options
   fuzz [--short | --minutes N] [TARGET...]
                   build the fuzz targets (fuzz/) and run them: --short is 10 s each,
@@ -209,8 +210,13 @@ fn bench(args: &[String]) -> Result<(), String> {
     if args.first().map(String::as_str) == Some("failover") {
         return bench_failover(&args[1..]);
     }
-    if args.first().map(String::as_str) == Some("soak") {
-        // The soak suite runs the real gateway: the binary beside warpline-bench.
+    let suite = args.first().map(String::as_str);
+    if suite == Some("tunnel") {
+        // The tunnel suite compares against boringtun-cli and OpenVPN and drives iperf3.
+        deps::ensure_bench("tunnel")?;
+    }
+    if matches!(suite, Some("soak" | "tunnel")) {
+        // The soak and tunnel suites run the real gateway: the binary beside warpline-bench.
         run(
             "cargo",
             &[

@@ -2,13 +2,16 @@
 //! backend warpline uses (ring) beside RustCrypto, so the choice stays justified by numbers.
 //! This is the per-core ceiling every other figure is measured against.
 //!
-//! aws-lc-rs is not in the comparison yet: its build needs cmake and a C toolchain at
-//! benchmark build time (ARCHITECTURE.md records it within 8% of ring on ChaCha20-Poly1305
-//! and 1.7x slower on AES-256-GCM on this machine).
+//! aws-lc-rs (AWS-LC, BoringSSL-derived C and assembly) is the third backend: the other
+//! widely used ring-compatible AEAD provider. Its `aws-lc-sys` builds AWS-LC with the `cc`
+//! crate (a C compiler, no cmake, Go or bindgen on x86_64 Linux); it is a dependency of this
+//! benchmark only. Every backend seals through its in-place, detached-tag API with a fresh
+//! nonce per packet, as the data path does.
 
 use std::time::Duration;
 
 use aes_gcm::Aes256Gcm;
+use aws_lc_rs::aead as awslc;
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use warpline_dataplane::aead::{PacketKey, Suite};
@@ -31,6 +34,23 @@ fn backends() -> Vec<(&'static str, Sealer)> {
         let mut n = [0u8; 12];
         n[4..].copy_from_slice(&counter.to_le_bytes());
         n
+    };
+    let aws_key = |algorithm: &'static awslc::Algorithm| {
+        awslc::LessSafeKey::new(
+            awslc::UnboundKey::new(algorithm, &key).expect("a 32-byte key fits both suites"),
+        )
+    };
+    let aws_chacha = aws_key(&awslc::CHACHA20_POLY1305);
+    let aws_gcm = aws_key(&awslc::AES_256_GCM);
+    let aws_seal = move |key: &awslc::LessSafeKey, buf: &mut [u8], len: usize, counter: u64| {
+        let tag = key
+            .seal_in_place_separate_tag(
+                awslc::Nonce::assume_unique_for_key(nonce(counter)),
+                awslc::Aad::empty(),
+                &mut buf[..len],
+            )
+            .expect("within limits");
+        buf[len..len + 16].copy_from_slice(tag.as_ref());
     };
     vec![
         (
@@ -75,6 +95,14 @@ fn backends() -> Vec<(&'static str, Sealer)> {
                 buf[len..len + 16].copy_from_slice(&tag);
             }),
         ),
+        (
+            "aws-lc-rs ChaCha20-Poly1305",
+            Box::new(move |buf: &mut [u8], len, counter| aws_seal(&aws_chacha, buf, len, counter)),
+        ),
+        (
+            "aws-lc-rs AES-256-GCM",
+            Box::new(move |buf: &mut [u8], len, counter| aws_seal(&aws_gcm, buf, len, counter)),
+        ),
     ]
 }
 
@@ -105,6 +133,12 @@ pub fn run(quick: bool) -> Result<(), String> {
                     ("Mpps", per_s / 1e6),
                     ("Gbit_s", per_s * size as f64 * 8.0 / 1e9),
                     ("x_ring_chacha", per_s / rates[0]),
+                    // Same suite on ring: ChaCha rows against ring ChaCha, GCM rows against
+                    // ring GCM.
+                    (
+                        "x_ring_same_suite",
+                        per_s / rates[usize::from(name.contains("AES") || name.contains("aes"))],
+                    ),
                 ],
             });
         }

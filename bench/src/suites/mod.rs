@@ -6,3 +6,4 @@ pub mod pipeline;
 pub mod scale;
 pub mod soak;
 pub mod spread;
+pub mod tunnel;

@@ -15,18 +15,26 @@
 //! counter twice) happens outside the clock. Cases are interleaved round by round and the
 //! median round is reported, because the benchmark machine is shared and noisy.
 //!
-//! Then session lookup by receiver index in a snapshot of 100k sessions, against a std
-//! `HashMap` with its default (SipHash) hasher holding the same `Arc`s.
+//! Then the two lookups every packet makes, each against a baseline in the same run:
+//! - session lookup by receiver index in a snapshot of 100k sessions, against a std `HashMap`
+//!   with its default (SipHash) hasher holding the same `Arc`s;
+//! - allowed-IPs longest-prefix match (`AllowedIps`, the routing trie) in tables of 10k and 1M
+//!   random prefixes per family (IPv4: 60% /32, 30% /24, 10% /8-/31; IPv6: 60% /128, 30% /64,
+//!   10% /16-/127), looking up 64k addresses inside random inserted prefixes and 64k uniform
+//!   random addresses, against one `BTreeMap` per prefix length probed longest first (the
+//!   answers of both are compared first). The same tables as
+//!   `dataplane/examples/allowed_ips_lookup.rs`, which also reports build time and memory.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use boringtun::noise::{Tunn, TunnResult};
 use warpline_control::keys::PrivateKey;
 use warpline_dataplane::aead::{PacketKey, Suite};
+use warpline_dataplane::allowed_ips::{AllowedIps, IpPrefix};
 use warpline_dataplane::pipeline::{
     DropCounters, Events, FrameRef, HEADROOM, L2Info, TAILROOM, Verdict, decap_batch, encap_batch,
 };
@@ -453,20 +461,162 @@ fn lookups(quick: bool) -> Vec<Row> {
     vec![
         Row {
             name: "session lookup, 100k sessions (Snapshot)".into(),
-            figures: vec![("Mlookups_s", ours / 1e6), ("ns", 1e9 / ours)],
+            figures: vec![
+                ("Mlookups_s", ours / 1e6),
+                ("ns", 1e9 / ours),
+                ("x_baseline", ours / theirs),
+            ],
         },
         Row {
             name: "  same, std HashMap (SipHash)".into(),
-            figures: vec![("Mlookups_s", theirs / 1e6), ("ns", 1e9 / theirs)],
+            figures: vec![
+                ("Mlookups_s", theirs / 1e6),
+                ("ns", 1e9 / theirs),
+                ("x_baseline", 1.0),
+            ],
         },
     ]
+}
+
+/// splitmix64: deterministic prefixes and addresses, no dependency.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// `a` with only its first `len` of `bits` bits kept.
+fn mask(a: u128, len: u8, bits: u8) -> u128 {
+    let keep = u128::MAX.checked_shl(u32::from(bits - len)).unwrap_or(0);
+    let width = u128::MAX >> (128 - u32::from(bits));
+    a & keep & width
+}
+
+/// Allowed-IPs lookups in tables of 10k and 1M prefixes per family, trie against one
+/// `BTreeMap` per prefix length; `Err` if the two ever disagree.
+fn allowed_ips_rows(quick: bool, progress: &mut Progress) -> Result<Vec<Row>, String> {
+    let budget = Duration::from_millis(if quick { 30 } else { 200 });
+    let mut rng = SplitMix(0x5eed);
+    let mut rows = Vec::new();
+    for (family, bits, common) in [("IPv4", 32u8, [32u8, 24]), ("IPv6", 128, [128, 64])] {
+        for count in [10_000usize, 1_000_000] {
+            progress.step(format_args!("allowed IPs, {family}, {count} prefixes"));
+            let mut table = AllowedIps::new();
+            let mut by_len: Vec<BTreeMap<u128, u32>> = vec![BTreeMap::new(); usize::from(bits) + 1];
+            let mut prefixes = Vec::with_capacity(count);
+            let random = |rng: &mut SplitMix| {
+                mask(
+                    (u128::from(rng.next()) << 64) | u128::from(rng.next()),
+                    bits,
+                    bits,
+                )
+            };
+            for i in 0..count {
+                let len = match rng.below(100) {
+                    0..60 => common[0],
+                    60..90 => common[1],
+                    _ => 8 + rng.below(u64::from(bits - 8)) as u8,
+                };
+                let a = mask(random(&mut rng), len, bits);
+                let ip = if bits == 32 {
+                    IpAddr::V4(Ipv4Addr::from(a as u32))
+                } else {
+                    IpAddr::V6(Ipv6Addr::from(a))
+                };
+                let prefix = IpPrefix::new(ip, len).map_err(|e| format!("prefix: {e:?}"))?;
+                table.insert(prefix, i as u32);
+                by_len[usize::from(len)].insert(a, i as u32);
+                prefixes.push((a, len));
+            }
+            let lens: Vec<u8> = (0..=bits)
+                .rev()
+                .filter(|&l| !by_len[usize::from(l)].is_empty())
+                .collect();
+            let naive = |a: u128| {
+                lens.iter()
+                    .find_map(|&len| by_len[usize::from(len)].get(&mask(a, len, bits)).copied())
+            };
+            let trie = |a: u128| {
+                if bits == 32 {
+                    table.lookup_v4(a as u32)
+                } else {
+                    table.lookup_v6(a)
+                }
+            };
+            // Addresses inside a random inserted prefix (every lookup matches something) and
+            // uniform random ones (most miss or match a short prefix).
+            let inside: Vec<u128> = (0..1 << 16)
+                .map(|_| {
+                    let (a, len) = prefixes[rng.below(count as u64) as usize];
+                    a | (random(&mut rng) & !mask(u128::MAX, len, bits))
+                })
+                .collect();
+            let uniform: Vec<u128> = (0..1 << 16).map(|_| random(&mut rng)).collect();
+            let label = if count >= 1_000_000 { "1M" } else { "10k" };
+            for (what, addresses) in [
+                ("addresses in the table", inside),
+                ("uniform addresses", uniform),
+            ] {
+                if let Some(&a) = addresses.iter().find(|&&a| trie(a) != naive(a)) {
+                    return Err(format!(
+                        "allowed IPs: the trie and the baseline disagree on {a:#x} ({family}, \
+                         {count})"
+                    ));
+                }
+                let per_s = |f: &dyn Fn(u128) -> Option<u32>| {
+                    let start = Instant::now();
+                    let mut n = 0usize;
+                    while start.elapsed() < budget {
+                        for &a in &addresses[n % addresses.len()..][..4096] {
+                            black_box(f(black_box(a)));
+                        }
+                        n += 4096;
+                    }
+                    n as f64 / start.elapsed().as_secs_f64()
+                };
+                let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+                for _ in 0..5 {
+                    ours.push(per_s(&trie));
+                    theirs.push(per_s(&naive));
+                }
+                let (ours, theirs) = (median(ours), median(theirs));
+                rows.push(Row {
+                    name: format!("allowed-IPs lookup, {family}, {label} prefixes, {what} (trie)"),
+                    figures: vec![
+                        ("Mlookups_s", ours / 1e6),
+                        ("ns", 1e9 / ours),
+                        ("x_baseline", ours / theirs),
+                    ],
+                });
+                rows.push(Row {
+                    name: "  same, BTreeMap per prefix length".into(),
+                    figures: vec![
+                        ("Mlookups_s", theirs / 1e6),
+                        ("ns", 1e9 / theirs),
+                        ("x_baseline", 1.0),
+                    ],
+                });
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// Runs the suite and publishes its table.
 pub fn run(quick: bool) -> Result<(), String> {
     let budget = Duration::from_millis(if quick { 20 } else { 150 });
     let rounds = if quick { 3 } else { 7 };
-    let mut progress = Progress::new("pipeline", SIZES.len() * (rounds + 1) + 2);
+    let mut progress = Progress::new("pipeline", SIZES.len() * (rounds + 1) + 2 + 4);
     let mut cases: Vec<Case> = SIZES
         .iter()
         .map(|&s| {
@@ -524,6 +674,7 @@ pub fn run(quick: bool) -> Result<(), String> {
     rows.extend(checksum_rows(quick));
     progress.step("session lookup, 100k sessions");
     rows.extend(lookups(quick));
+    rows.extend(allowed_ips_rows(quick, &mut progress)?);
     progress.finish();
     publish("pipeline", &rows)?;
     let panel = |title: &str, kinds: std::ops::Range<usize>| Panel::Bars {
