@@ -13,9 +13,12 @@
 //! - `warpline-*`: `warpline up` on both gateways, TUN inner side; kernel UDP socket
 //!   (portable mode) or `Attach = <WAN veth>` (XDP/AF_XDP workers, native XDP), with
 //!   ChaCha20-Poly1305 or the AES-256-GCM suite (`Cipher = aes256gcm`);
-//! - `warpline-full-bypass`: the slot for the AF_XDP LAN side (`Role = lan`, being built on
-//!   another branch). Its config goes through `warpline check-config` first; while the binary
-//!   refuses it the suite prints `full bypass: not available (<why>)` and goes on;
+//! - `warpline-full-bypass`: AF_XDP on both sides (`Attach = <WAN veth>`, `Inner = <LAN
+//!   veth>`), no TUN copy; ChaCha20-Poly1305. For its turn the end hosts compute their own
+//!   TCP/UDP checksums (TX checksum offload off on their veths: AF_XDP passes frames as they
+//!   are, and a veth peer leaves checksums for hardware that never runs; hosts behind a real
+//!   wire always send full ones). Its config goes through `warpline check-config` first; a
+//!   binary that refuses it makes the suite print `full bypass: not available (<why>)`;
 //! - `boringtun-1`, `boringtun-4`: the stock boringtun-cli 0.7.1 with 1 and 4 threads,
 //!   configured with `wg setconf`;
 //! - `openvpn-aes`, `openvpn-chacha`: OpenVPN 2.6 (Debian's, userspace: `disable-dco`), p2p
@@ -49,6 +52,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use warpline_control::doctor::sys::ethtool::EthtoolSocket;
 use warpline_control::keys::PrivateKey;
 use warpline_dataplane::lab::{Host, NetNs, Veth, require_root, unique_name};
 
@@ -464,6 +468,9 @@ struct Lab {
     /// The gateways' LAN ends, for the full-bypass slot.
     lan_a: String,
     lan_b: String,
+    /// The client's and the server's ends of their LAN links.
+    client_end: String,
+    server_end: String,
 }
 
 impl Lab {
@@ -472,10 +479,11 @@ impl Lab {
         let a = Host::new("ta")?;
         let b = Host::new("tb")?;
         let server = Host::new("ts")?;
-        let lan_a = Veth::new(&client, &a, 1)?;
-        // Two queues on the WAN: the XDP variants run one AF_XDP worker per queue.
+        // Two queues everywhere: the XDP variants run one AF_XDP worker per WAN queue, and
+        // full bypass binds the same queue numbers on the LAN.
+        let lan_a = Veth::new(&client, &a, 2)?;
         let wan = Veth::new(&a, &b, 2)?;
-        let lan_b = Veth::new(&b, &server, 1)?;
+        let lan_b = Veth::new(&b, &server, 2)?;
         client.add_address(&lan_a.a, ip(CLIENT), 24)?;
         a.add_address(&lan_a.b, ip(A_LAN), 24)?;
         a.add_address(&wan.a, ip(A_WAN), 24)?;
@@ -496,6 +504,8 @@ impl Lab {
             wan_b: wan.b.name,
             lan_a: lan_a.b.name,
             lan_b: lan_b.a.name,
+            client_end: lan_a.a.name,
+            server_end: lan_b.b.name,
         })
     }
 }
@@ -636,6 +646,8 @@ struct Running<'a> {
     procs: Vec<Proc>,
     /// (host, destination/len) routes added by hand, deleted on drop.
     routes: Vec<(&'a Host, String)>,
+    /// (host, NIC) whose TX checksum offload was turned off, turned back on on drop.
+    offloads_off: Vec<(&'a Host, &'a str)>,
     ip: &'a Path,
 }
 
@@ -655,7 +667,18 @@ impl Drop for Running<'_> {
         }
         // Processes go before the next variant starts (TUN names, ports, sockets).
         self.procs.clear();
+        for (host, nic) in &self.offloads_off {
+            let _ = set_tx_checksum_offload(host, nic, true);
+        }
     }
+}
+
+/// TX checksum offload (`tx-checksum-ip-generic`, which TSO depends on) of a host's veth.
+fn set_tx_checksum_offload(host: &Host, nic: &str, on: bool) -> std::io::Result<()> {
+    host.run(|| {
+        EthtoolSocket::open()
+            .and_then(|ethtool| ethtool.set_features(nic, &["tx-checksum-ip-generic"], on))
+    })
 }
 
 enum Up<'a> {
@@ -673,6 +696,7 @@ fn bring_up<'a>(
     let mut running = Running {
         procs: Vec::new(),
         routes: Vec::new(),
+        offloads_off: Vec::new(),
         ip: &tools.ip,
     };
     match kind {
@@ -728,8 +752,16 @@ fn bring_up<'a>(
                     refusal_reason(line)
                 )));
             }
+            for (host, nic) in [
+                (&lab.client, &lab.client_end),
+                (&lab.server, &lab.server_end),
+            ] {
+                set_tx_checksum_offload(host, nic, false)
+                    .map_err(|e| format!("full bypass: checksum offload off on {nic}: {e}"))?;
+                running.offloads_off.push((host, nic.as_str()));
+            }
             // Accepted: run it. A failure to come up is reported as the slot's reason, not as
-            // a failure of the suite, while the feature is being built.
+            // a failure of the suite.
             let started = warpline_up(&lab.a, tools, dir, "a", &config_a)
                 .and_then(|a| Ok((a, warpline_up(&lab.b, tools, dir, "b", &config_b)?)));
             match started {
@@ -819,16 +851,14 @@ fn warpline_config(
     )
 }
 
-/// The slot for the full-bypass variant: AF_XDP on the LAN side as well as the WAN, the LAN
-/// NIC given `Role = lan`, as the issue names it. The key is being built on another branch;
-/// when it lands with a different spelling, this function is the one place to change.
+/// The full-bypass variant: AF_XDP on the LAN side as well as the WAN (`Inner`).
 fn full_bypass_config(key: &PrivateKey, peer: &PrivateKey, lab: &Lab, is_a: bool) -> String {
     let (wan, lan) = if is_a {
         (&lab.wan_a, &lab.lan_a)
     } else {
         (&lab.wan_b, &lab.lan_b)
     };
-    let attach = format!("Attach = {wan}, {lan}\nXdpMode = native\nRole = lan\n");
+    let attach = format!("Attach = {wan}\nInner = {lan}\nXdpMode = native\n");
     warpline_config(key, peer, Cipher::ChaCha, &attach, is_a)
 }
 

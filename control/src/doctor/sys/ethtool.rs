@@ -400,6 +400,11 @@ impl EthtoolSocket {
     /// `ETHTOOL_SFEATURES`: turns the named features off. The kernel may keep one on that
     /// another depends on; read them back to see what happened.
     pub fn disable_features(&self, nic: &str, names: &[&str]) -> io::Result<()> {
+        self.set_features(nic, names, false)
+    }
+
+    /// `ETHTOOL_SFEATURES`: turns the named features on or off.
+    pub fn set_features(&self, nic: &str, names: &[&str], on: bool) -> io::Result<()> {
         let current = self.features(nic)?;
         // struct ethtool_sfeatures: cmd, size, then `size` blocks of (valid, requested).
         let mut buf = vec![0u8; 8 + 8 * current.words as usize];
@@ -419,6 +424,10 @@ impl EthtoolSocket {
             let valid_offset = 8 + 8 * (index / 32);
             let valid = u32_at(&buf, valid_offset) | (1 << (index % 32));
             put_u32(&mut buf, valid_offset, valid);
+            if on {
+                let requested = u32_at(&buf, valid_offset + 4) | (1 << (index % 32));
+                put_u32(&mut buf, valid_offset + 4, requested);
+            }
         }
         self.ethtool(nic, &mut buf).map(drop)
     }
