@@ -22,8 +22,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use gateway_support::{
-    TempDir, Warpline, add_route_via, command_in, enable_forwarding, ip, iperf3_rate, require_tool,
-    serial, warpline_up,
+    TempDir, add_route_via, command_in, enable_forwarding, ip, iperf3_rate, require_tool, serial,
+    warpline_up, worker_sum,
 };
 use warpline_control::doctor::sys::ethtool::EthtoolSocket;
 use warpline_control::keys::PrivateKey;
@@ -134,19 +134,6 @@ fn wait_for_tunnel(from: &Host, target: &str) {
     }
 }
 
-/// One worker counter summed over the gateway's AF_XDP workers.
-fn worker_counter(gateway: &Warpline, name: &str) -> u64 {
-    let show = gateway.show_json();
-    show["workers"]
-        .as_array()
-        .expect("workers in show --json")
-        .iter()
-        .flat_map(|worker| worker["counters"].as_array().cloned().unwrap_or_default())
-        .filter(|pair| pair[0] == name)
-        .map(|pair| pair[1].as_u64().unwrap_or(0))
-        .sum()
-}
-
 #[test]
 fn full_bypass_gateways_carry_ping_and_tcp_both_ways_and_answer_oversized_packets() {
     if let Err(reason) = require_root() {
@@ -248,11 +235,11 @@ fn full_bypass_gateways_carry_ping_and_tcp_both_ways_and_answer_oversized_packet
     }
 
     for (name, gateway) in [("A", &gw_a), ("B", &gw_b)] {
-        let lan_rx = worker_counter(gateway, "lan_rx_frames");
-        let lan_tx = worker_counter(gateway, "lan_tx_frames");
-        let to_kernel = worker_counter(gateway, "to_kernel");
-        let tun_reads = worker_counter(gateway, "tun_reads");
-        let dealt = worker_counter(gateway, "chunks_dealt");
+        let lan_rx = worker_sum(gateway, "counters", "lan_rx_frames");
+        let lan_tx = worker_sum(gateway, "counters", "lan_tx_frames");
+        let to_kernel = worker_sum(gateway, "counters", "to_kernel");
+        let tun_reads = worker_sum(gateway, "counters", "tun_reads");
+        let dealt = worker_sum(gateway, "counters", "chunks_dealt");
         println!(
             "gateway {name}: lan_rx_frames {lan_rx}, lan_tx_frames {lan_tx}, to_kernel \
              {to_kernel}, tun_reads {tun_reads}, chunks_dealt {dealt}"
@@ -291,8 +278,8 @@ fn full_bypass_gateways_carry_ping_and_tcp_both_ways_and_answer_oversized_packet
         "a 1628-byte ping without DF should be fragmented and answered: {}",
         text(&output)
     );
-    let errors = worker_counter(&gw_b, "icmp_too_big");
-    let fragmented = worker_counter(&gw_b, "too_big_to_kernel");
+    let errors = worker_sum(&gw_b, "counters", "icmp_too_big");
+    let fragmented = worker_sum(&gw_b, "counters", "too_big_to_kernel");
     println!("gateway B: icmp_too_big {errors}, too_big_to_kernel {fragmented}");
     assert!(errors >= 2, "gateway B sent {errors} ICMP errors");
     assert!(

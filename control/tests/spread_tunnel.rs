@@ -18,7 +18,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gateway_support::{Captured, TempDir, Warpline, capture, serial, warpline_up};
+use gateway_support::{Captured, TempDir, capture, serial, warpline_up, worker_sum};
 use warpline_control::keys::PrivateKey;
 use warpline_dataplane::lab::{Veth, require_root};
 
@@ -26,18 +26,6 @@ use warpline_dataplane::lab::{Veth, require_root};
 const DATAGRAMS: u32 = 20_000;
 const ROUNDS: u32 = 10;
 const BURST: u32 = 100;
-
-/// One counter (from the `counters` or `drops` list) summed over a gateway's workers.
-fn worker_sum(gateway: &Warpline, list: &str, name: &str) -> u64 {
-    gateway.show_json()["workers"]
-        .as_array()
-        .expect("workers in show --json")
-        .iter()
-        .flat_map(|worker| worker[list].as_array().cloned().unwrap_or_default())
-        .filter(|pair| pair[0] == name)
-        .map(|pair| pair[1].as_u64().unwrap_or(0))
-        .sum()
-}
 
 #[test]
 fn one_tunnel_over_two_workers_keeps_order_and_refuses_replays() {

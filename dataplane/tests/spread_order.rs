@@ -28,6 +28,55 @@ fn umem() -> (Umem, Vec<warpline_dataplane::xsk::Frame>) {
     .expect("UMEM")
 }
 
+/// A dispatcher and two helper threads that help until `stop`.
+struct Workers {
+    dispatcher_umem: Umem,
+    pool: Vec<warpline_dataplane::xsk::Frame>,
+    dispatcher: Spread,
+    stop: Arc<AtomicBool>,
+    helpers: Vec<std::thread::JoinHandle<usize>>,
+}
+
+fn workers(now: warpline_dataplane::time::Time) -> Workers {
+    let (dispatcher_umem, pool) = umem();
+    let (helper_umems, _): (Vec<Umem>, Vec<_>) = (0..2).map(|_| umem()).unzip();
+    let mut spreads = Spread::mesh(
+        &[dispatcher_umem.clone()]
+            .into_iter()
+            .chain(helper_umems)
+            .collect::<Vec<_>>(),
+    )
+    .expect("mesh");
+    let stop = Arc::new(AtomicBool::new(false));
+    let helpers = spreads
+        .drain(1..)
+        .map(|mut spread| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut helped = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    helped += spread.help(now);
+                }
+                helped
+            })
+        })
+        .collect();
+    let dispatcher = spreads.pop().expect("the dispatcher's spread");
+    Workers {
+        dispatcher_umem,
+        pool,
+        dispatcher,
+        stop,
+        helpers,
+    }
+}
+
+/// Stops the helpers; returns how many chunks they processed.
+fn stop_helpers(stop: &AtomicBool, helpers: Vec<std::thread::JoinHandle<usize>>) -> usize {
+    stop.store(true, Ordering::Relaxed);
+    helpers.into_iter().map(|h| h.join().unwrap()).sum()
+}
+
 /// The sequence number an inner packet carries (its last four bytes).
 fn sequence(inner: &[u8]) -> u32 {
     u32::from_be_bytes(inner[inner.len() - 4..].try_into().unwrap())
@@ -62,31 +111,14 @@ fn spread_decryption_keeps_arrival_order_and_refuses_replays() {
         .map(|(buf, verdict)| outer_frame(buf, verdict))
         .collect();
 
-    let (dispatcher_umem, mut pool) = umem();
-    let (helper_umems, _): (Vec<Umem>, Vec<_>) = (0..2).map(|_| umem()).unzip();
-    let mut spreads = Spread::mesh(
-        &[dispatcher_umem.clone()]
-            .into_iter()
-            .chain(helper_umems)
-            .collect::<Vec<_>>(),
-    )
-    .expect("mesh");
     let receiver = Arc::new(side_b(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let helpers: Vec<_> = spreads
-        .drain(1..)
-        .map(|mut spread| {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let mut helped = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    helped += spread.help(now);
-                }
-                helped
-            })
-        })
-        .collect();
-    let mut dispatcher = spreads.pop().expect("the dispatcher's spread");
+    let Workers {
+        dispatcher_umem,
+        mut pool,
+        mut dispatcher,
+        stop,
+        helpers,
+    } = workers(now);
 
     // Feeds `frames` through the dispatcher in batches; returns what came out, in order.
     let mut run = |frames: &[Vec<u8>],
@@ -159,8 +191,7 @@ fn spread_decryption_keeps_arrival_order_and_refuses_replays() {
     );
     assert_eq!(counters.get(DropReason::Replayed), replays.len() as u64);
 
-    stop.store(true, Ordering::Relaxed);
-    let helped: usize = helpers.into_iter().map(|h| h.join().unwrap()).sum();
+    let helped = stop_helpers(&stop, helpers);
     assert_eq!(
         helped, dealt,
         "helpers decrypted exactly the chunks dealt to them"
@@ -174,28 +205,13 @@ fn spread_encryption_keeps_order_and_every_counter_unique() {
     }
     let now = ESTABLISHED + std::time::Duration::from_secs(1);
     let sender = Arc::new(side_a(false, 0));
-    let (dispatcher_umem, mut pool) = umem();
-    let (helper_umems, _): (Vec<Umem>, Vec<_>) = (0..2).map(|_| umem()).unzip();
-    let mut spreads = Spread::mesh(
-        &[dispatcher_umem.clone()]
-            .into_iter()
-            .chain(helper_umems)
-            .collect::<Vec<_>>(),
-    )
-    .expect("mesh");
-    let stop = Arc::new(AtomicBool::new(false));
-    let helpers: Vec<_> = spreads
-        .drain(1..)
-        .map(|mut spread| {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    spread.help(now);
-                }
-            })
-        })
-        .collect();
-    let mut dispatcher = spreads.pop().expect("the dispatcher's spread");
+    let Workers {
+        dispatcher_umem,
+        mut pool,
+        mut dispatcher,
+        stop,
+        helpers,
+    } = workers(now);
     let job = Job::Encap(l2_a(None));
     let mut wire = Vec::new();
     let mut next = 0u32;
@@ -225,10 +241,7 @@ fn spread_encryption_keeps_order_and_every_counter_unique() {
             dispatcher.recycle(chunk);
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    for helper in helpers {
-        helper.join().unwrap();
-    }
+    stop_helpers(&stop, helpers);
     // Side B opens them in the order they left: all accepted, numbers in order.
     let receiver = side_b(false);
     let mut counters = DropCounters::default();

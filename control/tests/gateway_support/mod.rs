@@ -740,6 +740,18 @@ pub fn iperf3_rate(
         .unwrap_or_else(|| panic!("no received rate in iperf3 report: {report:#}"))
 }
 
+/// One counter (from the `counters` or `drops` list) summed over a gateway's workers.
+pub fn worker_sum(gateway: &Warpline, list: &str, name: &str) -> u64 {
+    gateway.show_json()["workers"]
+        .as_array()
+        .expect("workers in show --json")
+        .iter()
+        .flat_map(|worker| worker[list].as_array().cloned().unwrap_or_default())
+        .filter(|pair| pair[0] == name)
+        .map(|pair| pair[1].as_u64().unwrap_or(0))
+        .sum()
+}
+
 // --- capture ---------------------------------------------------------------------------
 
 /// Transport messages the real client sent, seen on its link (an eavesdropper's view).

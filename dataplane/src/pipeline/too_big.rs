@@ -103,18 +103,18 @@ fn reply_v4(
     let (Some(source), false, false) = (source, is_icmp_error, unanswerable) else {
         return TooBig::Drop;
     };
-    let headers = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + ICMP_HEADER_LEN;
-    let quote = ip_len.min(IPV4_ERROR_MAX - ipv4::MIN_HEADER_LEN - ICMP_HEADER_LEN);
-    let Some(start) = ip_offset.checked_sub(headers) else {
+    let Some(error) = ErrorFrame::in_front(
+        buf,
+        ip_offset,
+        ip_len,
+        ipv4::MIN_HEADER_LEN,
+        IPV4_ERROR_MAX,
+        (our_mac, EtherType::IPV4),
+    ) else {
         return TooBig::Drop;
     };
-    let sender_mac = sender_mac(buf, ip_offset);
-    let frame = &mut buf[start..ip_offset + quote];
-    let (eth, rest) = frame.split_at_mut(ethernet::HEADER_LEN);
-    write_ethernet(eth, sender_mac, our_mac, EtherType::IPV4);
-    let (ip, icmp) = rest.split_at_mut(ipv4::MIN_HEADER_LEN);
-    let icmp_len = ICMP_HEADER_LEN + quote;
-    ip.fill(0);
+    let (ip, icmp) = (error.ip, error.icmp);
+    let icmp_len = icmp.len();
     ip[ipv4::VERSION_IHL] = 0x45;
     ip[ipv4::DSCP_ECN] = 0xc0; // internetwork control, as routers mark ICMP errors
     ip[ipv4::TOTAL_LEN].copy_from_slice(&((ipv4::MIN_HEADER_LEN + icmp_len) as u16).to_be_bytes());
@@ -128,10 +128,7 @@ fn reply_v4(
     icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
     let icmp_checksum = checksum::checksum(icmp);
     icmp[2..4].copy_from_slice(&icmp_checksum.to_be_bytes());
-    TooBig::Reply {
-        offset: start,
-        len: headers + quote,
-    }
+    error.reply
 }
 
 fn reply_v6(
@@ -156,18 +153,18 @@ fn reply_v6(
     let (Some(source), false, false) = (source, is_icmp_error, unanswerable) else {
         return TooBig::Drop;
     };
-    let headers = ethernet::HEADER_LEN + ipv6::HEADER_LEN + ICMP_HEADER_LEN;
-    let quote = ip_len.min(IPV6_ERROR_MAX - ipv6::HEADER_LEN - ICMP_HEADER_LEN);
-    let Some(start) = ip_offset.checked_sub(headers) else {
+    let Some(error) = ErrorFrame::in_front(
+        buf,
+        ip_offset,
+        ip_len,
+        ipv6::HEADER_LEN,
+        IPV6_ERROR_MAX,
+        (our_mac, EtherType::IPV6),
+    ) else {
         return TooBig::Drop;
     };
-    let sender_mac = sender_mac(buf, ip_offset);
-    let frame = &mut buf[start..ip_offset + quote];
-    let (eth, rest) = frame.split_at_mut(ethernet::HEADER_LEN);
-    write_ethernet(eth, sender_mac, our_mac, EtherType::IPV6);
-    let (ip, icmp) = rest.split_at_mut(ipv6::HEADER_LEN);
-    let icmp_len = ICMP_HEADER_LEN + quote;
-    ip.fill(0);
+    let (ip, icmp) = (error.ip, error.icmp);
+    let icmp_len = icmp.len();
     ip[0] = 0x60;
     ip[ipv6::PAYLOAD_LEN].copy_from_slice(&(icmp_len as u16).to_be_bytes());
     ip[ipv6::NEXT_HEADER] = PROTOCOL_ICMPV6;
@@ -179,9 +176,45 @@ fn reply_v6(
     let pseudo = checksum::pseudo_header_ipv6(source, sender, PROTOCOL_ICMPV6, icmp_len as u32);
     let icmp_checksum = !checksum::fold(checksum::combine(pseudo, checksum::sum(icmp)));
     icmp[2..4].copy_from_slice(&icmp_checksum.to_be_bytes());
-    TooBig::Reply {
-        offset: start,
-        len: headers + quote,
+    error.reply
+}
+
+/// The error's frame laid out in front of the packet it quotes: the Ethernet header written
+/// (back to the sender's MAC), the IP header zeroed, the ICMP message (header and quote) for
+/// the caller to fill in.
+struct ErrorFrame<'a> {
+    ip: &'a mut [u8],
+    icmp: &'a mut [u8],
+    reply: TooBig,
+}
+
+impl<'a> ErrorFrame<'a> {
+    /// `None` when the headroom in front of the packet cannot hold the error's headers.
+    fn in_front(
+        buf: &'a mut [u8],
+        ip_offset: usize,
+        ip_len: usize,
+        ip_header_len: usize,
+        error_max: usize,
+        (our_mac, ethertype): (MacAddr, EtherType),
+    ) -> Option<Self> {
+        let headers = ethernet::HEADER_LEN + ip_header_len + ICMP_HEADER_LEN;
+        let quote = ip_len.min(error_max - ip_header_len - ICMP_HEADER_LEN);
+        let start = ip_offset.checked_sub(headers)?;
+        let sender_mac = sender_mac(buf, ip_offset);
+        let frame = &mut buf[start..ip_offset + quote];
+        let (eth, rest) = frame.split_at_mut(ethernet::HEADER_LEN);
+        write_ethernet(eth, sender_mac, our_mac, ethertype);
+        let (ip, icmp) = rest.split_at_mut(ip_header_len);
+        ip.fill(0);
+        Some(Self {
+            ip,
+            icmp,
+            reply: TooBig::Reply {
+                offset: start,
+                len: headers + quote,
+            },
+        })
     }
 }
 
