@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 use gateway_support::{
     Probe, Proc, StockClient, Switch, TempDir, UdpEcho, Warpline, add_route_via, command_in,
     enable_forwarding, ha_status, ip, require_tool, serial, start_boringtun, wait_for, warpline_up,
+    warpline_up_with,
 };
 use warpline_control::keys::PrivateKey;
 use warpline_dataplane::lab::{Endpoint, Host, require_root, unique_name};
@@ -514,6 +515,70 @@ fn active_passive_pair(xdp: bool) {
     let gap = probe.largest_gap(died - Duration::from_millis(100));
     println!("failover (warpline killed, keepalived alive): gap {gap:?}");
     assert!(gap <= MAX_GAP, "daemon-death gap {gap:?} > {MAX_GAP:?}");
+}
+
+/// A worker of the active node panics (the hostile-input issue's fault case): the daemon
+/// exits with a failure and its XDP program detached (`daemon_faults.rs`), keepalived's check
+/// script sees the daemon gone and moves the VIPs, and the partner carries the client's synced
+/// session on without a handshake.
+#[test]
+fn a_worker_panic_on_the_active_node_hands_over_to_the_partner() {
+    /// Frames A's worker takes before it panics: a few seconds of the client's probe.
+    const PANIC_AFTER: u64 = 2_000;
+    if let Err(reason) = require_root() {
+        println!("skipping: {reason}");
+        return;
+    }
+    let _serial = serial();
+    let lab = Lab::new();
+    let dir = TempDir::new();
+    let secure = SecureDir::new();
+    let (gateway_key, client_key) = (PrivateKey::generate(), PrivateKey::generate());
+    let _echo = UdpEcho::start(&lab.server, SocketAddr::new(ip(SERVER), ECHO_PORT));
+    let xdp_config = |node: usize| {
+        gateway_config(node, &gateway_key, &client_key).replacen(
+            "[Interface]\n",
+            &format!("[Interface]\nAttach = {}\n", lab.wan[node].name),
+            1,
+        )
+    };
+    let mut a = warpline_up_with(&lab.gateways[0], &dir, "wla", &xdp_config(0), |command| {
+        command.env("WARPLINE_TEST_WORKER_PANIC_AFTER", PANIC_AFTER.to_string());
+    });
+    let b = warpline_up(&lab.gateways[1], &dir, "wlb", &xdp_config(1));
+    let _keepalived_a = start_keepalived(&lab, 0, &a, &secure);
+    let _keepalived_b = start_keepalived(&lab, 1, &b, &secure);
+    wait_for("A to become active", Duration::from_secs(10), || {
+        role(&a) == "active"
+    });
+    let (_client, probe) = stock_client_with_probe(&lab, &dir, &client_key, &gateway_key, WAN_VIP);
+    probe.wait_resumed(Instant::now(), Duration::from_secs(10));
+    wait_for("B to hold A's session", Duration::from_secs(5), || {
+        ha_status(&b)["records_held"].as_u64() >= Some(1)
+    });
+    let status = a
+        .proc
+        .wait_exit(Duration::from_secs(30))
+        .expect("A's worker never panicked");
+    let died = Instant::now();
+    assert!(
+        !status.success(),
+        "a worker panic must end the gateway with a failure, not {status}"
+    );
+    wait_for("B to take over", Duration::from_secs(10), || {
+        role(&b) == "active"
+    });
+    probe.wait_resumed(died + Duration::from_millis(50), Duration::from_secs(10));
+    let handshakes_when_resumed = handshakes(&b, &client_key);
+    let gap = probe.largest_gap(died - Duration::from_secs(1));
+    println!(
+        "failover (worker panic): gap {gap:?}, handshakes at B when traffic resumed: \
+         {handshakes_when_resumed}"
+    );
+    assert_eq!(handshakes_when_resumed, 0, "traffic waited for a handshake");
+    assert!(gap <= MAX_GAP, "worker-panic gap {gap:?} > {MAX_GAP:?}");
+    // The killed daemon left its control socket file behind.
+    let _ = std::fs::remove_file(&a.socket);
 }
 
 /// WireGuard transport packets sent to the client, as (receiver index, counter), captured
