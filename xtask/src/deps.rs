@@ -30,6 +30,11 @@ const PACKAGES: &[(&str, &str)] = &[
          no system service)",
     ),
     (
+        "faketime",
+        "libfaketime: moves the gateways' wall clock a day forward and back in \
+         control/tests/daemon_clock_jumps.rs",
+    ),
+    (
         "iputils-ping",
         "ping with large packets and the DF bit through the full-bypass gateways \
          (control/tests/full_bypass.rs)",
