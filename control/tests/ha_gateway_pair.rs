@@ -333,6 +333,70 @@ fn active_passive_xdp_pair_fails_over_and_back_without_handshakes() {
     active_passive_pair(true);
 }
 
+/// Node `node`'s config for the keepalived pair, with the AF_XDP data plane on its WAN NIC
+/// when `xdp`.
+fn pair_config(
+    lab: &Lab,
+    node: usize,
+    gateway_key: &PrivateKey,
+    client_key: &PrivateKey,
+    xdp: bool,
+) -> String {
+    let text = gateway_config(node, gateway_key, client_key);
+    if xdp {
+        text.replacen(
+            "[Interface]\n",
+            &format!("[Interface]\nAttach = {}\n", lab.wan[node].name),
+            1,
+        )
+    } else {
+        text
+    }
+}
+
+/// A keepalived pair with A active and the stock client's probe flowing through the VIP,
+/// its session synced to B.
+struct SyncedPair {
+    a: Warpline,
+    b: Warpline,
+    keepalived_a: Keepalived,
+    keepalived_b: Keepalived,
+    client: Proc,
+    probe: Probe,
+}
+
+fn synced_pair(
+    lab: &Lab,
+    dir: &TempDir,
+    secure: &SecureDir,
+    (gateway_key, client_key): (&PrivateKey, &PrivateKey),
+    xdp: bool,
+    adjust_a: impl FnOnce(&mut std::process::Command),
+) -> SyncedPair {
+    let config = |node| pair_config(lab, node, gateway_key, client_key, xdp);
+    let a = warpline_up_with(&lab.gateways[0], dir, "wla", &config(0), adjust_a);
+    let b = warpline_up(&lab.gateways[1], dir, "wlb", &config(1));
+    assert_eq!(role(&a), "standby", "keepalived mode starts as standby");
+    let keepalived_a = start_keepalived(lab, 0, &a, secure);
+    let keepalived_b = start_keepalived(lab, 1, &b, secure);
+    wait_for("A to become active", Duration::from_secs(10), || {
+        role(&a) == "active"
+    });
+    let (client, probe) = stock_client_with_probe(lab, dir, client_key, gateway_key, WAN_VIP);
+    probe.wait_resumed(Instant::now(), Duration::from_secs(10));
+    wait_for("B to hold A's session", Duration::from_secs(5), || {
+        ha_status(&b)["records_held"].as_u64() >= Some(1)
+    });
+    SyncedPair {
+        a,
+        b,
+        keepalived_a,
+        keepalived_b,
+        client,
+        probe,
+    }
+}
+
 fn active_passive_pair(xdp: bool) {
     if let Err(reason) = require_root() {
         println!("skipping: {reason}");
@@ -344,44 +408,22 @@ fn active_passive_pair(xdp: bool) {
     let secure = SecureDir::new();
     let (gateway_key, client_key) = (PrivateKey::generate(), PrivateKey::generate());
     let _echo = UdpEcho::start(&lab.server, SocketAddr::new(ip(SERVER), ECHO_PORT));
-    let gateway_config = |node: usize, key: &PrivateKey, client: &PrivateKey| {
-        let text = gateway_config(node, key, client);
-        if xdp {
-            text.replacen(
-                "[Interface]\n",
-                &format!("[Interface]\nAttach = {}\n", lab.wan[node].name),
-                1,
-            )
-        } else {
-            text
-        }
-    };
-
-    let mut a = warpline_up(
-        &lab.gateways[0],
+    let SyncedPair {
+        mut a,
+        b,
+        mut keepalived_a,
+        keepalived_b: _keepalived_b,
+        client: _client,
+        probe,
+    } = synced_pair(
+        &lab,
         &dir,
-        "wla",
-        &gateway_config(0, &gateway_key, &client_key),
+        &secure,
+        (&gateway_key, &client_key),
+        xdp,
+        |_| {},
     );
-    let b = warpline_up(
-        &lab.gateways[1],
-        &dir,
-        "wlb",
-        &gateway_config(1, &gateway_key, &client_key),
-    );
-    assert_eq!(role(&a), "standby", "keepalived mode starts as standby");
-    let mut keepalived_a = start_keepalived(&lab, 0, &a, &secure);
-    let _keepalived_b = start_keepalived(&lab, 1, &b, &secure);
-    wait_for("A to become active", Duration::from_secs(10), || {
-        role(&a) == "active"
-    });
     assert_eq!(role(&b), "standby");
-
-    let (_client, probe) = stock_client_with_probe(&lab, &dir, &client_key, &gateway_key, WAN_VIP);
-    probe.wait_resumed(Instant::now(), Duration::from_secs(10));
-    wait_for("B to hold A's session", Duration::from_secs(5), || {
-        ha_status(&b)["records_held"].as_u64() >= Some(1)
-    });
     assert_eq!(handshakes(&b, &client_key), 0);
 
     // 1. The active node dies with an iperf3 flow and the probe running.
@@ -437,7 +479,7 @@ fn active_passive_pair(xdp: bool) {
         &lab.gateways[0],
         &dir,
         "wla",
-        &gateway_config(0, &gateway_key, &client_key),
+        &pair_config(&lab, 0, &gateway_key, &client_key, xdp),
     );
     wait_for("A to resync B's sessions", Duration::from_secs(10), || {
         ha_status(&a)["records_held"].as_u64() >= Some(1)
@@ -535,27 +577,23 @@ fn a_worker_panic_on_the_active_node_hands_over_to_the_partner() {
     let secure = SecureDir::new();
     let (gateway_key, client_key) = (PrivateKey::generate(), PrivateKey::generate());
     let _echo = UdpEcho::start(&lab.server, SocketAddr::new(ip(SERVER), ECHO_PORT));
-    let xdp_config = |node: usize| {
-        gateway_config(node, &gateway_key, &client_key).replacen(
-            "[Interface]\n",
-            &format!("[Interface]\nAttach = {}\n", lab.wan[node].name),
-            1,
-        )
-    };
-    let mut a = warpline_up_with(&lab.gateways[0], &dir, "wla", &xdp_config(0), |command| {
-        command.env("WARPLINE_TEST_WORKER_PANIC_AFTER", PANIC_AFTER.to_string());
-    });
-    let b = warpline_up(&lab.gateways[1], &dir, "wlb", &xdp_config(1));
-    let _keepalived_a = start_keepalived(&lab, 0, &a, &secure);
-    let _keepalived_b = start_keepalived(&lab, 1, &b, &secure);
-    wait_for("A to become active", Duration::from_secs(10), || {
-        role(&a) == "active"
-    });
-    let (_client, probe) = stock_client_with_probe(&lab, &dir, &client_key, &gateway_key, WAN_VIP);
-    probe.wait_resumed(Instant::now(), Duration::from_secs(10));
-    wait_for("B to hold A's session", Duration::from_secs(5), || {
-        ha_status(&b)["records_held"].as_u64() >= Some(1)
-    });
+    let SyncedPair {
+        mut a,
+        b,
+        keepalived_a: _keepalived_a,
+        keepalived_b: _keepalived_b,
+        client: _client,
+        probe,
+    } = synced_pair(
+        &lab,
+        &dir,
+        &secure,
+        (&gateway_key, &client_key),
+        true,
+        |command| {
+            command.env("WARPLINE_TEST_WORKER_PANIC_AFTER", PANIC_AFTER.to_string());
+        },
+    );
     let status = a
         .proc
         .wait_exit(Duration::from_secs(30))
