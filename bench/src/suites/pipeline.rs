@@ -91,7 +91,7 @@ fn session(local: u32, remote: u32, send: [u8; 32], recv: [u8; 32]) -> Arc<Share
 }
 
 /// Both sides of one tunnel: A (10.1/16) routes 10.2/16 to B, B routes 10.1/16 to A.
-fn snapshots() -> (Snapshot, Snapshot, L2Info) {
+pub(crate) fn snapshots() -> (Snapshot, Snapshot, L2Info) {
     let (k_ab, k_ba) = ([0x11; 32], [0x22; 32]);
     let mut a = Snapshot::new();
     a.install(session(1, 2, k_ab, k_ba));

@@ -321,7 +321,7 @@ fn peer_address(net: u8, peer: u32) -> Ipv4Addr {
     Ipv4Addr::new(10, net, hi, lo)
 }
 
-pub(crate) fn shared_session(
+fn shared_session(
     local: u32,
     remote: u32,
     peer: u32,

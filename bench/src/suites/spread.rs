@@ -17,15 +17,15 @@
 //! Needs root (the UMEMs are AF_XDP sockets' memory); no NIC, namespace or tool is used, so it
 //! runs on the bare 16-core test machine.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use warpline_dataplane::pipeline::{
-    DropCounters, Events, FrameRef, HEADROOM, L2Info, TAILROOM, Verdict, decap_batch, encap_batch,
+    DropCounters, Events, FrameRef, HEADROOM, TAILROOM, Verdict, decap_batch, encap_batch,
 };
-use warpline_dataplane::sessions::{Endpoint, PeerId, SessionTable, Snapshot};
+use warpline_dataplane::sessions::{SessionTable, Snapshot};
 use warpline_dataplane::spread::{Job, Spread};
 use warpline_dataplane::time::Time;
 use warpline_dataplane::worker::pin_to_core;
@@ -34,7 +34,8 @@ use warpline_dataplane::xsk::{Frame, Packet, Umem, UmemConfig, raise_memlock_lim
 use crate::chart::{self, Panel, Series};
 use crate::progress::Progress;
 use crate::report::{Row, machine, median, output_path, write_json};
-use crate::suites::scale::{CpuPlan, Options, inner_packet, shared_session, worker_counts};
+use crate::suites::pipeline::snapshots;
+use crate::suites::scale::{CpuPlan, Options, inner_packet, worker_counts};
 
 const ROUND: usize = 4096;
 const BATCH: usize = 64;
@@ -44,39 +45,11 @@ const FRAME_SIZE: u32 = 2048;
 /// Where a received frame's packet starts, as AF_XDP places it.
 const RX_OFFSET: usize = 256;
 const NOW: Time = Time::from_secs(1);
-const SEND_KEY: [u8; 32] = [0x31; 32];
-const RECV_KEY: [u8; 32] = [0x32; 32];
-const SENDER_INDEX: u32 = 0x5e4d_0001;
-const RECEIVER_INDEX: u32 = 0x4ec0_0002;
 
-/// The tunnel's transport frames, sealed once.
+/// The tunnel's transport frames, sealed once (the pipeline suite's tunnel, side A to B).
 fn ciphertexts(size: usize) -> Result<Vec<Vec<u8>>, String> {
+    let (sender, _, l2) = snapshots();
     let (sender_net, receiver_net) = (Ipv4Addr::new(10, 1, 0, 1), Ipv4Addr::new(10, 2, 0, 1));
-    let mut sender = Snapshot::new();
-    sender.install(shared_session(
-        SENDER_INDEX,
-        RECEIVER_INDEX,
-        0,
-        SEND_KEY,
-        RECV_KEY,
-    ));
-    sender.peer_mut(PeerId(0)).endpoint = Some(Endpoint {
-        addr: SocketAddr::from(([192, 0, 2, 11], 51820)),
-        mac: [2, 0, 0, 0, 0, 0xb],
-        local: None,
-    });
-    sender
-        .routes_mut()
-        .insert("10.2.0.0/16".parse().expect("prefix"), PeerId(0));
-    let l2 = L2Info {
-        src_mac: [2, 0, 0, 0, 0, 0xa],
-        vlan_tci: None,
-        local_v4: Some(Ipv4Addr::new(192, 0, 2, 10)),
-        local_v6: None,
-        port: 51820,
-        ttl: 64,
-        mtu: 1420,
-    };
     let inner = inner_packet(size, sender_net, receiver_net);
     let mut out = Vec::with_capacity(ROUND);
     let mut verdicts = [Verdict::Consumed; BATCH];
@@ -113,20 +86,9 @@ fn ciphertexts(size: usize) -> Result<Vec<Vec<u8>>, String> {
     Ok(out)
 }
 
-/// A receiving snapshot with a fresh session (a replay window that has seen nothing).
+/// Side B of the tunnel with a fresh session (a replay window that has seen nothing).
 fn receiver() -> Snapshot {
-    let mut snapshot = Snapshot::new();
-    snapshot.install(shared_session(
-        RECEIVER_INDEX,
-        SENDER_INDEX,
-        0,
-        RECV_KEY,
-        SEND_KEY,
-    ));
-    snapshot
-        .routes_mut()
-        .insert("10.1.0.0/16".parse().expect("prefix"), PeerId(0));
-    snapshot
+    snapshots().1
 }
 
 fn umem(frames: u32) -> Result<(Umem, Vec<Frame>), String> {

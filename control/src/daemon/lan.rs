@@ -204,18 +204,26 @@ impl LanControl {
             return;
         }
         let current = self.table.current();
-        let mut next: NextHops = (*current).clone();
+        // The map is copied only when a lookup changed something: most passes confirm it.
+        let mut next: Option<NextHops> = None;
         for _ in 0..self.wanted.len().min(LOOKUPS_PER_TICK) {
             let destination = self.wanted[self.cursor];
             self.cursor += 1;
-            match self.look_up(netlink, destination) {
-                Lookup::OnLan(mac) => {
-                    next.insert(destination, mac);
-                }
-                Lookup::Elsewhere => next.remove(destination),
+            let mac = match self.look_up(netlink, destination) {
+                Lookup::OnLan(mac) => Some(mac),
+                Lookup::Elsewhere => None,
                 Lookup::Unresolved => {
-                    next.remove(destination);
                     self.pass_unresolved = true;
+                    None
+                }
+            };
+            if current.get(destination) != mac {
+                let next = next.get_or_insert_with(|| (*current).clone());
+                match mac {
+                    Some(mac) => {
+                        next.insert(destination, mac);
+                    }
+                    None => next.remove(destination),
                 }
             }
             if self.cursor == self.wanted.len() {
@@ -226,7 +234,7 @@ impl LanControl {
                 break;
             }
         }
-        if next != *current {
+        if let Some(next) = next {
             self.table.publish(next);
         }
     }
