@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod failover;
 pub mod ha;
+pub mod hostile;
 pub mod keys;
 pub mod layout;
 pub mod metrics;

@@ -12,18 +12,15 @@ mod gateway_support;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gateway_support::{
-    Captured, TempDir, UdpEcho, Warpline, capture, tcp_mirror, tcp_transfer, warpline_up,
-};
-use rand_core::OsRng;
+use gateway_support::{TempDir, UdpEcho, Warpline, tcp_mirror, tcp_transfer, warpline_up};
+use warpline_control::hostile::{Flood, stranger_initiations};
 use warpline_control::keys::PrivateKey;
-use warpline_control::node::{Node, NodeConfig, PeerConfig};
+use warpline_dataplane::lab::capture::TransportCapture;
 use warpline_dataplane::lab::{Host, Veth, require_root, unique_name};
-use warpline_dataplane::time::Time;
 
 const GATEWAY_WAN: &str = "10.205.0.1";
 const CLIENT_WAN: &str = "10.205.0.2";
@@ -34,26 +31,9 @@ const ECHO: &str = "10.98.0.1:9000";
 const MIRROR: &str = "10.98.0.1:9001";
 /// Bytes each way of one TCP transfer through the real client's tunnel.
 const TRANSFER: usize = 16 << 20;
-/// One round of the flood sends 18 packets: 2,000 rounds a second is 36,000 packets a second,
+/// One round of the flood sends 15 packets: 2,000 rounds a second is 30,000 packets a second,
 /// about 17x the real client's echo traffic here.
 const ROUND_INTERVAL: Duration = Duration::from_micros(500);
-
-/// Valid-MAC1 initiations to the gateway from keys it does not know.
-fn initiations(gateway: &PrivateKey, count: usize) -> Vec<Vec<u8>> {
-    (0..count)
-        .map(|_| {
-            let mut node = Node::new(
-                NodeConfig::new(PrivateKey::generate(), Duration::from_secs(1_750_000_000)),
-                OsRng,
-            );
-            let mut peer = PeerConfig::new(gateway.public_key());
-            peer.endpoint = Some(format!("{GATEWAY_WAN}:51820").parse().unwrap());
-            let id = node.add_peer(peer).unwrap();
-            node.initiate(Time::ZERO, id);
-            node.poll_transmit().expect("an initiation").payload
-        })
-        .collect()
-}
 
 /// Echo round trips per second through the real client's tunnel, over `duration`.
 fn echo_rate(client: &Host, duration: Duration) -> f64 {
@@ -161,14 +141,8 @@ fn the_gateway_survives_hostile_traffic_and_counts_every_kind() {
             gateway_key.public_key().to_base64()
         )
     };
-    let stop_capture = Arc::new(AtomicBool::new(false));
-    let captured = Arc::new(Mutex::new(Captured::default()));
-    capture(
-        &client_host,
-        client_link.a.index,
-        Arc::clone(&stop_capture),
-        Arc::clone(&captured),
-    );
+    let capture = TransportCapture::start(&client_host, client_link.a.index, 51820)
+        .expect("a capture on the client's link");
     let client_name = format!("{}c", unique_name());
     let client = warpline_up(
         &client_host,
@@ -208,24 +182,24 @@ fn the_gateway_survives_hostile_traffic_and_counts_every_kind() {
     let _mirror = tcp_mirror(&gateway_host, MIRROR.parse().unwrap(), 2);
     let unloaded = tcp_rate(&client_host);
     let rss_before = rss_kib(gateway.proc.child.id());
-    let real = captured.lock().unwrap().messages.clone();
+    let real = capture.messages();
     assert!(
         real.len() > 100,
         "captured only {} client messages",
         real.len()
     );
-    let real_index = real[0][4..8].to_vec();
 
-    // The flood: every kind in turn, paced, for a bounded time.
-    let valid_initiations = initiations(&gateway_key, 8);
+    // The flood: every kind in turn, paced (the generator shares this machine's cores with
+    // the client and the gateway, so an unpaced one measures CPU starvation, not the gateway).
+    let target: SocketAddr = format!("{GATEWAY_WAN}:51820").parse().unwrap();
+    let flood = Flood {
+        transport: real,
+        initiations: stranger_initiations(&gateway_key.public_key(), target, 8),
+        round_interval: ROUND_INTERVAL,
+    };
     let stop_flood = Arc::new(AtomicBool::new(false));
-    let sent_by_kind: Arc<Mutex<HashMap<&'static str, u64>>> = Arc::default();
-    let flood = {
+    let flooding = {
         let stop = Arc::clone(&stop_flood);
-        let sent_by_kind = Arc::clone(&sent_by_kind);
-        let real = real.clone();
-        let real_index = real_index.clone();
-        let target: SocketAddr = format!("{GATEWAY_WAN}:51820").parse().unwrap();
         // The flood comes from another address on the client's link (an attacker next to
         // it); "spoofed" packets claim the real client's address.
         let (socket, spoofed) = client_host.run(|| {
@@ -234,45 +208,7 @@ fn the_gateway_survives_hostile_traffic_and_counts_every_kind() {
                 UdpSocket::bind(format!("{CLIENT_WAN}:40001")).unwrap(),
             )
         });
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            let mut round = 0usize;
-            let mut counts: HashMap<&'static str, u64> = HashMap::new();
-            while !stop.load(Ordering::Relaxed) {
-                round += 1;
-                let mut send = |kind: &'static str, socket: &UdpSocket, bytes: &[u8]| {
-                    if socket.send_to(bytes, target).is_ok() {
-                        *counts.entry(kind).or_default() += 1;
-                    }
-                };
-                send("truncated", &socket, &[4, 0, 0, 0, 1, 2, 3]);
-                let mut oversized = vec![4u8, 0, 0, 0];
-                oversized.extend_from_slice(&(round as u32).to_le_bytes());
-                oversized.resize(1400, 0xab);
-                send("oversized unknown index", &socket, &oversized);
-                send("wrong type", &socket, &[7u8; 64]);
-                let mut bad_tag = real[round % real.len()].clone();
-                bad_tag[4..8].copy_from_slice(&real_index);
-                let last = bad_tag.len() - 1;
-                bad_tag[last] ^= 0x55;
-                send("bad tag", &socket, &bad_tag);
-                send("replayed", &socket, &real[round % real.len()]);
-                let mut bad_mac1 = valid_initiations[round % 8].clone();
-                bad_mac1[120] ^= 1;
-                send("bad mac1", &socket, &bad_mac1);
-                for initiation in &valid_initiations {
-                    send("valid mac1 initiation", &socket, initiation);
-                }
-                send("spoofed source", &spoofed, &oversized);
-                // Paced: the generator shares this machine's cores with the client and the
-                // gateway, so an unpaced one measures CPU starvation, not the gateway.
-                let due = started + ROUND_INTERVAL * round as u32;
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-            }
-            *sent_by_kind.lock().unwrap() = counts;
-        })
+        std::thread::spawn(move || flood.run(&socket, &spoofed, target, &stop))
     };
     let loaded = {
         let spoof_stop = Arc::new(AtomicBool::new(false));
@@ -315,13 +251,16 @@ fn the_gateway_survives_hostile_traffic_and_counts_every_kind() {
         rate
     };
     stop_flood.store(true, Ordering::Relaxed);
-    flood.join().unwrap();
-    stop_capture.store(true, Ordering::Relaxed);
+    let flood_report = flooding.join().unwrap();
+    drop(capture);
     let rss_after = rss_kib(gateway.proc.child.id());
-    let sent = sent_by_kind.lock().unwrap().clone();
     let drops = worker_drops(&gateway);
-    let total: u64 = sent.values().sum();
-    println!("sent: {total} hostile packets: {sent:?}");
+    println!(
+        "sent: {} hostile packets ({:.0}/s): {:?}",
+        flood_report.total(),
+        flood_report.rate(),
+        flood_report.sent
+    );
     println!("gateway drops: {drops:?}");
     println!(
         "client TCP unloaded {:.0} Mbit/s, under attack {:.0} Mbit/s ({:.2}x); \

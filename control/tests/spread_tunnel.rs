@@ -14,12 +14,11 @@
 mod gateway_support;
 
 use std::net::UdpSocket;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gateway_support::{Captured, TempDir, capture, serial, warpline_up, worker_sum};
+use gateway_support::{TempDir, serial, warpline_up, worker_sum};
 use warpline_control::keys::PrivateKey;
+use warpline_dataplane::lab::capture::TransportCapture;
 use warpline_dataplane::lab::{Veth, require_root};
 
 /// Datagrams per round, and rounds at most.
@@ -60,9 +59,7 @@ fn one_tunnel_over_two_workers_keeps_order_and_refuses_replays() {
     let gw_a = warpline_up(&a, &dir, "wlsa", &config_a);
     let gw_b = warpline_up(&b, &dir, "wlsb", &config_b);
 
-    let stop_capture = Arc::new(AtomicBool::new(false));
-    let captured = Arc::new(Mutex::new(Captured::default()));
-    capture(&a, wan.a.index, stop_capture.clone(), captured.clone());
+    let capture = TransportCapture::start(&a, wan.a.index, 51820).expect("a capture on A's WAN");
 
     let receiver = b.run(|| UdpSocket::bind("10.88.0.2:9000").expect("bind on B's tunnel"));
     receiver
@@ -123,14 +120,10 @@ fn one_tunnel_over_two_workers_keeps_order_and_refuses_replays() {
         "the tunnel was not spread (dealt {dealt}, helped {helped})"
     );
 
-    stop_capture.store(true, std::sync::atomic::Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(200));
-    let replay = captured
-        .lock()
-        .unwrap()
-        .messages
-        .last()
-        .cloned()
+    let replay = capture
+        .finish()
+        .pop()
         .expect("a transport message was captured");
     let before = worker_sum(&gw_b, "drops", "replayed");
     a.run(|| {

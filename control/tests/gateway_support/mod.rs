@@ -10,7 +10,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -753,87 +752,6 @@ pub fn worker_sum(gateway: &Warpline, list: &str, name: &str) -> u64 {
 }
 
 // --- capture ---------------------------------------------------------------------------
-
-/// Transport messages the real client sent, seen on its link (an eavesdropper's view).
-#[derive(Default)]
-pub struct Captured {
-    pub messages: Vec<Vec<u8>>,
-}
-
-/// Records UDP payloads to port 51820 that start with type 4, from an AF_PACKET socket in
-/// `host`'s namespace (on interface `if_index`), until `stop`.
-pub fn capture(host: &Host, if_index: u32, stop: Arc<AtomicBool>, into: Arc<Mutex<Captured>>) {
-    let fd = host.run(|| {
-        // SAFETY: plain socket creation; the result is checked.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_DGRAM,
-                // ETH_P_ALL: protocol-specific packet sockets do not see outgoing packets.
-                i32::from((libc::ETH_P_ALL as u16).to_be()),
-            )
-        };
-        assert!(
-            fd >= 0,
-            "AF_PACKET socket: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: `fd` is a fresh descriptor we own.
-        unsafe { OwnedFd::from_raw_fd(fd) }
-    });
-    // SAFETY: sockaddr_ll is plain data; zero is a valid start.
-    let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    address.sll_family = libc::AF_PACKET as u16;
-    address.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-    address.sll_ifindex = if_index as i32;
-    // SAFETY: `address` is a valid sockaddr_ll of the size passed.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            std::ptr::from_ref(&address).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "bind AF_PACKET");
-    let timeout = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 100_000,
-    };
-    // SAFETY: the option value is a live timeval of the size passed.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            std::ptr::from_ref(&timeout).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 2048];
-        while !stop.load(Ordering::Relaxed) {
-            // SAFETY: `buf` is writable for its length.
-            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 28 {
-                continue;
-            }
-
-            let packet = &buf[..n as usize];
-            if packet[0] >> 4 != 4 {
-                continue;
-            }
-            let header_len = usize::from(packet[0] & 0x0f) * 4;
-            let udp = &packet[header_len.min(packet.len())..];
-            if packet[9] != 17 || udp.len() < 8 + 32 {
-                continue;
-            }
-            let port = u16::from_be_bytes([udp[2], udp[3]]);
-            if port == 51820 && udp[8] == 4 {
-                into.lock().unwrap().messages.push(udp[8..].to_vec());
-            }
-        }
-    });
-}
 
 // --- L2 segments ------------------------------------------------------------------------
 

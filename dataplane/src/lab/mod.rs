@@ -13,6 +13,7 @@
 //!
 //! Needs root (`CAP_SYS_ADMIN` + `CAP_NET_ADMIN`); see [`require_root`].
 
+pub mod capture;
 mod netlink;
 mod ping;
 pub mod traffic;
