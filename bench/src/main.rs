@@ -39,6 +39,9 @@ suites:
               warpline (portable and XDP, ChaCha20-Poly1305 and AES-256-GCM), boringtun-cli
               (1 and 4 threads), OpenVPN 2.6 (AES-256-GCM, ChaCha20-Poly1305): iperf3 TCP 1
               and 4 streams, UDP packets/s at 64 and 1400 B, probe latency p50/p99/p99.9
+  hostile     (root) the tunnel lab's gw A flooded with the hostile-traffic test's packets
+              (bad, replayed, forged, valid-MAC1 initiations) while a real peer's TCP flows:
+              throughput under the flood / unloaded, gateway CPU per hostile packet
   soak        (root) an XDP gateway and many warpline clients for --minutes, rekeying every
               4 s and roaming: gateway memory, fds, drops, handshakes and echo loss over time
   list        this list
@@ -52,12 +55,15 @@ options:
   --out DIR          write <suite>.json and <suite>.svg to DIR (default: target/bench)
   --workers 1,2,4    scale, spread: worker counts (default 1,2,4,8,12, clamped to the CPUs there are)
   --seconds S        scale, spread: seconds per point (default 1, 0.1 with --quick);
-                     tunnel: whole seconds per iperf3 test (default 2, 1 with --quick)
-  --runs N           scale, spread, tunnel: runs, the median is reported (default 3, tunnel 1
+                     tunnel, hostile: whole seconds per iperf3 test (default 2, hostile 3; 1
                      with --quick)
-  --variants a,b     tunnel: only these (plain, warpline-chacha, warpline-aes,
+  --runs N           scale, spread, tunnel, hostile: runs, the median is reported (default 3,
+                     1 with --quick for tunnel and hostile)
+  --variants a,b     tunnel, hostile: only these (hostile: default warpline-xdp-chacha,
+                     warpline-chacha, boringtun-4) (plain, warpline-chacha, warpline-aes,
                      warpline-xdp-chacha, warpline-xdp-aes, warpline-full-bypass,
                      boringtun-1, boringtun-4, openvpn-aes, openvpn-chacha)
+  --rate PPS         hostile: hostile packets per second (default 30000)
   --minutes M        soak: how long (default 10, 1 with --quick)
   --peers N          soak: warpline clients, one peer each (default 16)
   --failovers        soak: an active-active HA pair; the clients' path to gateway A is cut
@@ -72,6 +78,7 @@ struct Args {
     scale: suites::scale::Options,
     soak: suites::soak::Options,
     tunnel: suites::tunnel::Options,
+    hostile: suites::hostile::Options,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -85,6 +92,7 @@ fn parse_args() -> Result<Args, String> {
                 args.scale.quick = true;
                 args.soak.quick = true;
                 args.tunnel.quick = true;
+                args.hostile.quick = true;
             }
             "--out" => report::set_output_dir(PathBuf::from(value()?)),
             "--workers" => {
@@ -99,11 +107,13 @@ fn parse_args() -> Result<Args, String> {
                 let seconds: f64 = value()?.parse().map_err(|e| format!("--seconds: {e}"))?;
                 args.scale.seconds = Some(seconds);
                 args.tunnel.seconds = Some(seconds);
+                args.hostile.seconds = Some(seconds);
             }
             "--runs" => {
                 let runs: usize = value()?.parse().map_err(|e| format!("--runs: {e}"))?;
                 args.scale.runs = Some(runs);
                 args.tunnel.runs = Some(runs);
+                args.hostile.runs = Some(runs);
             }
             "--variants" => {
                 let names: Vec<String> = value()?
@@ -116,7 +126,11 @@ fn parse_args() -> Result<Args, String> {
                         "--variants: give a comma-separated list (`list` shows them)".into(),
                     );
                 }
+                args.hostile.variants = Some(names.clone());
                 args.tunnel.variants = Some(names);
+            }
+            "--rate" => {
+                args.hostile.rate = Some(value()?.parse().map_err(|e| format!("--rate: {e}"))?)
             }
             "--minutes" => {
                 args.soak.minutes = Some(value()?.parse().map_err(|e| format!("--minutes: {e}"))?)
@@ -148,6 +162,7 @@ fn main() -> ExitCode {
         match args.suite.as_deref() {
             Some("crypto") => suites::crypto::run(quick),
             Some("handshake") => suites::handshake::run(quick),
+            Some("hostile") => suites::hostile::run(&args.hostile),
             Some("pipeline") => suites::pipeline::run(quick),
             Some("scale") => suites::scale::run(&args.scale),
             Some("soak") => suites::soak::run(&args.soak),

@@ -43,7 +43,7 @@ pub fn stranger_initiations(
                 NodeConfig::new(PrivateKey::generate(), Duration::from_secs(1_750_000_000)),
                 OsRng,
             );
-            let mut peer = PeerConfig::new(gateway.clone());
+            let mut peer = PeerConfig::new(*gateway);
             peer.endpoint = Some(endpoint);
             let id = node.add_peer(peer).ok()?;
             node.initiate(Time::ZERO, id);

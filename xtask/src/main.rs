@@ -44,7 +44,7 @@ usage: cargo xtask <task>
   demo            install what is needed, build, and run the warpline demo
   test            install what is needed, then fmt check, clippy -D warnings, all tests,
                   and every fuzz target for 10 s
-  bench <suite>   run a benchmark suite (crypto, handshake, pipeline, scale, soak, tunnel,
+  bench <suite>   run a benchmark suite (crypto, handshake, hostile, pipeline, scale, soak, tunnel,
                   failover); `bench list`
                   lists them and their options
   fuzz [--short | --minutes N] [TARGET...]
@@ -211,12 +211,13 @@ fn bench(args: &[String]) -> Result<(), String> {
         return bench_failover(&args[1..]);
     }
     let suite = args.first().map(String::as_str);
-    if suite == Some("tunnel") {
-        // The tunnel suite compares against boringtun-cli and OpenVPN and drives iperf3.
+    if matches!(suite, Some("tunnel" | "hostile")) {
+        // The tunnel suite (and the hostile one, in its lab) compares against boringtun-cli
+        // and OpenVPN and drives iperf3.
         deps::ensure_bench("tunnel")?;
     }
-    if matches!(suite, Some("soak" | "tunnel")) {
-        // The soak and tunnel suites run the real gateway: the binary beside warpline-bench.
+    if matches!(suite, Some("soak" | "tunnel" | "hostile")) {
+        // These suites run the real gateway: the binary beside warpline-bench.
         run(
             "cargo",
             &[

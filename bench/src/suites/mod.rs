@@ -2,6 +2,7 @@
 
 pub mod crypto;
 pub mod handshake;
+pub mod hostile;
 pub mod pipeline;
 pub mod scale;
 pub mod soak;

@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use warpline_control::doctor::sys::ethtool::EthtoolSocket;
-use warpline_control::keys::PrivateKey;
+use warpline_control::keys::{PrivateKey, PublicKey};
 use warpline_dataplane::lab::{Host, NetNs, Veth, require_root, unique_name};
 
 use crate::chart::{self, Panel, Series};
@@ -75,18 +75,18 @@ pub struct Options {
 
 const CLIENT: &str = "10.230.1.2";
 const A_LAN: &str = "10.230.1.1";
-const A_WAN: &str = "10.230.2.1";
-const B_WAN: &str = "10.230.2.2";
+pub(super) const A_WAN: &str = "10.230.2.1";
+pub(super) const B_WAN: &str = "10.230.2.2";
 const B_LAN: &str = "10.230.3.1";
-const SERVER: &str = "10.230.3.2";
+pub(super) const SERVER: &str = "10.230.3.2";
 const CLIENT_NET: &str = "10.230.1.0";
 const SERVER_NET: &str = "10.230.3.0";
 /// Tunnel addresses of gw A and gw B (warpline, boringtun and OpenVPN alike).
 const A_INNER: &str = "10.231.0.1";
 const B_INNER: &str = "10.231.0.2";
-const IPERF_PORT: u16 = 5201;
+pub(super) const IPERF_PORT: u16 = 5201;
 const ECHO_PORT: u16 = 9100;
-const WG_PORT: u16 = 51820;
+pub(super) const WG_PORT: u16 = 51820;
 const OVPN_PORT: u16 = 1194;
 /// WireGuard's usual inner MTU, for boringtun's TUN (warpline's default is the same).
 const WG_MTU: u32 = 1420;
@@ -99,27 +99,36 @@ const TARGET_TCP_X: f64 = 5.0;
 const TARGET_UDP_X_PLAIN: f64 = 0.7;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cipher {
+pub(super) enum Cipher {
     ChaCha,
     Aes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Plain,
-    Warpline { cipher: Cipher, xdp: bool },
+    /// `xdp`: gw A attaches its WAN veth; `xdp_b`: gw B does too (both, in this suite).
+    Warpline {
+        cipher: Cipher,
+        xdp: bool,
+        xdp_b: bool,
+    },
     FullBypass,
-    Boringtun { threads: u32 },
-    OpenVpn { cipher: Cipher },
+    Boringtun {
+        threads: u32,
+    },
+    OpenVpn {
+        cipher: Cipher,
+    },
 }
 
 #[derive(Debug)]
-struct Variant {
-    name: &'static str,
-    kind: Kind,
+pub(super) struct Variant {
+    pub(super) name: &'static str,
+    pub(super) kind: Kind,
 }
 
-const VARIANTS: [Variant; 10] = [
+pub(super) const VARIANTS: [Variant; 10] = [
     Variant {
         name: "plain",
         kind: Kind::Plain,
@@ -129,6 +138,7 @@ const VARIANTS: [Variant; 10] = [
         kind: Kind::Warpline {
             cipher: Cipher::ChaCha,
             xdp: false,
+            xdp_b: false,
         },
     },
     Variant {
@@ -136,6 +146,7 @@ const VARIANTS: [Variant; 10] = [
         kind: Kind::Warpline {
             cipher: Cipher::Aes,
             xdp: false,
+            xdp_b: false,
         },
     },
     Variant {
@@ -143,6 +154,7 @@ const VARIANTS: [Variant; 10] = [
         kind: Kind::Warpline {
             cipher: Cipher::ChaCha,
             xdp: true,
+            xdp_b: true,
         },
     },
     Variant {
@@ -150,6 +162,7 @@ const VARIANTS: [Variant; 10] = [
         kind: Kind::Warpline {
             cipher: Cipher::Aes,
             xdp: true,
+            xdp_b: true,
         },
     },
     Variant {
@@ -191,7 +204,7 @@ struct Measured {
     probe_loss: f64,
 }
 
-fn ip(text: &str) -> IpAddr {
+pub(super) fn ip(text: &str) -> IpAddr {
     text.parse().expect("a literal address")
 }
 
@@ -340,9 +353,9 @@ pub fn run(options: &Options) -> Result<(), String> {
 
 /// The external programs the variants use.
 #[derive(Debug)]
-struct Tools {
+pub(super) struct Tools {
     warpline: PathBuf,
-    iperf3: PathBuf,
+    pub(super) iperf3: PathBuf,
     ip: PathBuf,
     boringtun: Option<PathBuf>,
     wg: Option<PathBuf>,
@@ -353,7 +366,7 @@ struct Tools {
 const INSTALL_HINT: &str = "`cargo xtask bench tunnel` installs it";
 
 impl Tools {
-    fn find(chosen: &[&Variant]) -> Result<Self, String> {
+    pub(super) fn find(chosen: &[&Variant]) -> Result<Self, String> {
         let need = |program: &str, from: &str| {
             find_tool(program)
                 .ok_or_else(|| format!("tunnel: {program} ({from}) is missing: {INSTALL_HINT}"))
@@ -389,7 +402,7 @@ impl Tools {
     }
 
     /// The first line of each tool's `--version`, for the conditions beside the figures.
-    fn versions(&self) -> String {
+    pub(super) fn versions(&self) -> String {
         let version = |path: &Path| {
             let output = Command::new(path).arg("--version").output().ok()?;
             let text = String::from_utf8_lossy(&output.stdout).into_owned()
@@ -410,7 +423,7 @@ impl Tools {
 }
 
 /// `/proc/loadavg`'s 1, 5 and 15-minute figures: on a shared machine, how busy it was.
-fn load_average() -> String {
+pub(super) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|text| {
             text.split_whitespace()
@@ -457,14 +470,14 @@ fn warpline_binary() -> Result<PathBuf, String> {
 
 /// The four hosts and three links; namespaces (and every link and process route in them) go
 /// away when this is dropped, after the processes, which are dropped first.
-struct Lab {
+pub(super) struct Lab {
     client: Host,
     a: Host,
-    b: Host,
-    server: Host,
+    pub(super) b: Host,
+    pub(super) server: Host,
     /// gw A's end of the WAN link (gw B's is `wan_b`).
     wan_a: String,
-    wan_b: String,
+    pub(super) wan_b: String,
     /// The gateways' LAN ends, for the full-bypass slot.
     lan_a: String,
     lan_b: String,
@@ -474,7 +487,7 @@ struct Lab {
 }
 
 impl Lab {
-    fn new() -> std::io::Result<Self> {
+    pub(super) fn new() -> std::io::Result<Self> {
         let client = Host::new("tc")?;
         let a = Host::new("ta")?;
         let b = Host::new("tb")?;
@@ -511,10 +524,10 @@ impl Lab {
 }
 
 /// A scratch directory (configs, keys, logs), removed on drop.
-struct TempDir(PathBuf);
+pub(super) struct TempDir(pub(super) PathBuf);
 
 impl TempDir {
-    fn new() -> Result<Self, String> {
+    pub(super) fn new() -> Result<Self, String> {
         let path = std::env::temp_dir().join(format!("warpline-tunnel-{}", unique_name()));
         std::fs::create_dir_all(&path).map_err(|e| format!("tunnel: temp dir: {e}"))?;
         Ok(Self(path))
@@ -537,8 +550,8 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
 
 /// A background process with its log, killed and reaped on drop; `cleanup` files are removed
 /// then.
-struct Proc {
-    child: Child,
+pub(super) struct Proc {
+    pub(super) child: Child,
     label: String,
     log: PathBuf,
     cleanup: Vec<PathBuf>,
@@ -546,7 +559,7 @@ struct Proc {
 
 impl Proc {
     /// Starts `command` with stdout and stderr into `log`.
-    fn spawn(mut command: Command, label: &str, log: &Path) -> Result<Self, String> {
+    pub(super) fn spawn(mut command: Command, label: &str, log: &Path) -> Result<Self, String> {
         let file = std::fs::File::create(log)
             .map_err(|e| format!("tunnel: log {}: {e}", log.display()))?;
         let copy = file
@@ -566,7 +579,7 @@ impl Proc {
     }
 
     /// `Err` with the end of its log if the process has exited.
-    fn check(&mut self) -> Result<(), String> {
+    pub(super) fn check(&mut self) -> Result<(), String> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => Err(format!(
@@ -642,17 +655,19 @@ fn run_in(netns: &NetNs, program: &Path, args: &[&str]) -> Result<String, String
 
 /// A variant brought up: its processes (killed on drop, which takes their TUN devices and
 /// routes with them) and routes of its own to delete.
-struct Running<'a> {
-    procs: Vec<Proc>,
+pub(super) struct Running<'a> {
+    pub(super) procs: Vec<Proc>,
     /// (host, destination/len) routes added by hand, deleted on drop.
     routes: Vec<(&'a Host, String)>,
     /// (host, NIC) whose TX checksum offload was turned off, turned back on on drop.
     offloads_off: Vec<(&'a Host, &'a str)>,
     ip: &'a Path,
+    /// gw A's WireGuard public key, for the variants that have one.
+    pub(super) gateway_a_key: Option<PublicKey>,
 }
 
 impl Running<'_> {
-    fn check(mut self) -> Result<(), String> {
+    pub(super) fn check(mut self) -> Result<(), String> {
         for proc in &mut self.procs {
             proc.check()?;
         }
@@ -681,12 +696,12 @@ fn set_tx_checksum_offload(host: &Host, nic: &str, on: bool) -> std::io::Result<
     })
 }
 
-enum Up<'a> {
+pub(super) enum Up<'a> {
     Running(Running<'a>),
     Unavailable(String),
 }
 
-fn bring_up<'a>(
+pub(super) fn bring_up<'a>(
     lab: &'a Lab,
     tools: &'a Tools,
     dir: &Path,
@@ -698,6 +713,7 @@ fn bring_up<'a>(
         routes: Vec::new(),
         offloads_off: Vec::new(),
         ip: &tools.ip,
+        gateway_a_key: None,
     };
     match kind {
         Kind::Plain => {
@@ -710,17 +726,19 @@ fn bring_up<'a>(
                 .map_err(|e| format!("plain: route on gw B: {e}"))?;
             running.routes.push((&lab.b, format!("{CLIENT_NET}/24")));
         }
-        Kind::Warpline { cipher, xdp } => {
+        Kind::Warpline { cipher, xdp, xdp_b } => {
             let (key_a, key_b) = (PrivateKey::generate(), PrivateKey::generate());
-            let attach = |nic: &str| {
-                if xdp {
+            running.gateway_a_key = Some(key_a.public_key());
+            let attach = |nic: &str, on: bool| {
+                if on {
                     format!("Attach = {nic}\nXdpMode = native\n")
                 } else {
                     String::new()
                 }
             };
-            let config_a = warpline_config(&key_a, &key_b, cipher, &attach(&lab.wan_a), true);
-            let config_b = warpline_config(&key_b, &key_a, cipher, &attach(&lab.wan_b), false);
+            let config_a = warpline_config(&key_a, &key_b, cipher, &attach(&lab.wan_a, xdp), true);
+            let config_b =
+                warpline_config(&key_b, &key_a, cipher, &attach(&lab.wan_b, xdp_b), false);
             running
                 .procs
                 .push(warpline_up(&lab.a, tools, dir, "a", &config_a)?);
@@ -730,6 +748,7 @@ fn bring_up<'a>(
         }
         Kind::FullBypass => {
             let (key_a, key_b) = (PrivateKey::generate(), PrivateKey::generate());
+            running.gateway_a_key = Some(key_a.public_key());
             let config_a = full_bypass_config(&key_a, &key_b, lab, true);
             let config_b = full_bypass_config(&key_b, &key_a, lab, false);
             let path = dir.join(format!("{}fb.conf", unique_name()));
@@ -771,6 +790,7 @@ fn bring_up<'a>(
         }
         Kind::Boringtun { threads } => {
             let (key_a, key_b) = (PrivateKey::generate(), PrivateKey::generate());
+            running.gateway_a_key = Some(key_a.public_key());
             running.procs.push(boringtun_up(
                 lab, tools, dir, threads, &key_a, &key_b, true,
             )?);
@@ -972,7 +992,7 @@ fn boringtun_up(
 /// Self-signed EC certificates for the two OpenVPN gateways, pinned by fingerprint
 /// (`peer-fingerprint`, OpenVPN 2.6), made once per run with `openssl`.
 #[derive(Debug)]
-struct OpenVpnCerts {
+pub(super) struct OpenVpnCerts {
     /// (certificate, key, SHA-256 fingerprint) of gw A and gw B.
     sides: [(PathBuf, PathBuf, String); 2],
 }
@@ -1088,13 +1108,13 @@ fn openvpn_up(
 // --- traffic --------------------------------------------------------------------------------
 
 /// Echoes every datagram to `SERVER:ECHO_PORT` back to its sender, until `stop`.
-struct EchoServer {
+pub(super) struct EchoServer {
     thread: Option<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
 }
 
 impl EchoServer {
-    fn start(host: &Host, stop: Arc<AtomicBool>) -> Result<Self, String> {
+    pub(super) fn start(host: &Host, stop: Arc<AtomicBool>) -> Result<Self, String> {
         let socket = host
             .run(|| UdpSocket::bind((ip(SERVER), ECHO_PORT)))
             .map_err(|e| format!("tunnel: echo socket: {e}"))?;
@@ -1128,7 +1148,11 @@ impl Drop for EchoServer {
 
 /// Waits until a UDP echo from the client reaches the server and comes back (handshakes done,
 /// routes in place), checking the variant's processes meanwhile.
-fn wait_ready(lab: &Lab, running: &mut Running<'_>, timeout: Duration) -> Result<(), String> {
+pub(super) fn wait_ready(
+    lab: &Lab,
+    running: &mut Running<'_>,
+    timeout: Duration,
+) -> Result<(), String> {
     let socket = lab
         .client
         .run(|| UdpSocket::bind((ip(CLIENT), 0)))
@@ -1343,7 +1367,12 @@ fn output_within(command: &mut Command, timeout: Duration) -> Result<Vec<u8>, St
 }
 
 /// iperf3 TCP, `streams` parallel streams: received bit/s.
-fn tcp_rate(lab: &Lab, tools: &Tools, seconds: u32, streams: u32) -> Result<f64, String> {
+pub(super) fn tcp_rate(
+    lab: &Lab,
+    tools: &Tools,
+    seconds: u32,
+    streams: u32,
+) -> Result<f64, String> {
     let report = iperf3(lab, tools, seconds, &["-P".into(), streams.to_string()])?;
     report["end"]["sum_received"]["bits_per_second"]
         .as_f64()

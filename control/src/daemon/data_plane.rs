@@ -38,8 +38,10 @@ use crate::ctl::model::WorkerSnapshot;
 use crate::layout::{self, HostFacts, Layout, NicFacts};
 use crate::tunnel::Tunnel;
 
-/// Empty rounds a worker spins before it sleeps in `poll` (`BusyPoll = off`).
-const SPIN_ROUNDS_BEFORE_SLEEP: u32 = 256;
+/// How long a worker keeps polling after its last frame before it sleeps in `poll`
+/// (`BusyPoll = off`): long enough to catch the next packet of a busy flow without a
+/// wake-up, short enough that sparse traffic costs little CPU (see the worker's docs).
+const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 /// `BusyPoll = on`: how long one syscall may busy-poll the NIC queue, and its packet budget
 /// (the kernel documentation's example values for AF_XDP busy polling).
 const BUSY_POLL_USECS: u32 = 20;
@@ -170,10 +172,10 @@ impl DataPlane {
         let (events_tx, events) = mpsc::sync_channel(EVENT_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let table = SessionTable::new(Snapshot::new());
-        let spin_rounds = if layout.busy_poll {
-            u32::MAX
+        let spin_before_sleep = if layout.busy_poll {
+            Duration::MAX
         } else {
-            SPIN_ROUNDS_BEFORE_SLEEP
+            SPIN_BEFORE_SLEEP
         };
         let mut lan = match &config.interface.inner {
             InnerSide::Tun => None,
@@ -273,7 +275,7 @@ impl DataPlane {
                         index,
                         core: Some(core),
                         l2,
-                        busy_poll_rounds: spin_rounds,
+                        spin_before_sleep,
                         origin,
                         panic_after_frames: test_panic_after_frames(),
                         report_unknown_indices: config.interface.ha.is_some(),

@@ -15,9 +15,16 @@
 //! lost event, and the next packet reports it again. Nothing here allocates, locks or logs
 //! per packet; the syscalls are ring kicks, TUN reads and writes, and `poll` when idle.
 //!
-//! Idle behaviour: a worker busy-polls for `busy_poll_rounds` empty rounds, then sleeps in
-//! `poll` on both descriptors (AF_XDP with need_wakeup, so the kernel wakes it), so an idle
-//! gateway costs no CPU.
+//! Idle behaviour: a worker keeps polling after the last frame it moved, then sleeps in
+//! `poll` on its descriptors (AF_XDP with need_wakeup, so the kernel wakes it), so an idle
+//! gateway costs no CPU. The spin is a time, at most `spin_before_sleep` and at most as long
+//! as the worker has been busy since it last woke: a steady flow keeps the worker polling
+//! between its packets, while a wake-up for a few stray packets spins a few microseconds.
+//! A fixed count of empty rounds (each costs a TUN read syscall) meant about half a
+//! millisecond of spin per wake-up: sparse traffic, like a paced junk flood with a burst
+//! every 500 us, kept a worker spinning all the time (`cargo xtask bench hostile`).
+//! The worker sleeps only once its transmitted frames are back (see
+//! `transmissions_settled`).
 //!
 //! The TUN side copies each inner packet once between the kernel's TUN buffer and a UMEM
 //! frame. With a [`LanSide`] (full bypass, `Inner = <nic>`) that copy goes too:
@@ -87,8 +94,9 @@ pub struct WorkerConfig {
     pub core: Option<usize>,
     /// This side of the wire: MAC, addresses, port, MTU.
     pub l2: L2Info,
-    /// Empty rounds to spin before sleeping in `poll`.
-    pub busy_poll_rounds: u32,
+    /// How long to keep polling after the last frame moved before sleeping in `poll`
+    /// (`Duration::MAX`: never sleep, for `BusyPoll = on`).
+    pub spin_before_sleep: Duration,
     /// The control plane's time origin: sessions are timed against it.
     pub origin: Instant,
     /// Fault tests only: panic once this many frames were received.
@@ -137,6 +145,12 @@ pub struct Worker {
 
 /// How long one `poll` sleep lasts at most, so a stop request is seen promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
+/// The shortest spin after a wake-up (see `Worker::run`): a few empty rounds.
+const MIN_SPIN: Duration = Duration::from_micros(5);
+/// With transmitted frames not back yet: how long to keep spinning for them, then how long
+/// one `poll` sleep lasts (a link that cannot send must not keep a worker spinning).
+const UNSETTLED_SPIN_LIMIT: Duration = Duration::from_millis(2);
+const UNSETTLED_SLEEP: Duration = Duration::from_millis(1);
 /// Frames kept back from the fill ring for inner packets on their way out.
 const TX_RESERVE: usize = 4 * BATCH;
 /// ICMP errors a worker sends to LAN hosts at most per second (as Linux's default
@@ -159,19 +173,34 @@ impl Worker {
             );
         }
         let mut state = LoopState::new();
-        let mut idle_rounds = 0u32;
+        let mut woke = Time::ZERO;
+        let mut last_moved = Time::ZERO;
         while !stop.load(Ordering::Relaxed) {
             let now = Time::from_duration(self.config.origin.elapsed());
             let moved = self.round(now, &mut state);
             self.stats.publish(&state.totals);
             if moved > 0 {
-                idle_rounds = 0;
+                last_moved = now;
                 continue;
             }
-            idle_rounds = idle_rounds.saturating_add(1);
-            if idle_rounds > self.config.busy_poll_rounds {
+            // Spin at most as long as the worker has been busy since it woke: a steady flow
+            // gets the whole spin, a wake-up for a few stray packets almost none.
+            let busy_for = last_moved.saturating_since(woke);
+            let spin = self.config.spin_before_sleep.min(busy_for.max(MIN_SPIN));
+            let idle_for = now.saturating_since(last_moved);
+            if idle_for < spin {
+                continue;
+            }
+            // Frames still out on a TX ring come back on the completion ring, which wakes
+            // nobody: asleep, the worker would leave the fill ring short of them and the NIC
+            // would drop what arrives. So it sleeps only once they are back, or briefly.
+            let settled = self.transmissions_settled();
+            if settled || idle_for >= UNSETTLED_SPIN_LIMIT {
                 state.count(WorkerCounter::Sleeps, 1);
-                self.sleep();
+                self.sleep(if settled { MAX_SLEEP } else { UNSETTLED_SLEEP });
+                // The wake-up starts a new spin: the frame that woke us is not moved yet.
+                woke = Time::from_duration(self.config.origin.elapsed());
+                last_moved = woke;
             }
         }
         self.stats.publish(&state.totals);
@@ -604,7 +633,22 @@ impl Worker {
             lost + std::mem::take(&mut events.overflowed);
     }
 
-    fn sleep(&self) {
+    /// Whether every frame this worker transmitted has come back: nothing left on a TX ring
+    /// (kicking the kernel if something is) and nothing awaiting completion.
+    fn transmissions_settled(&mut self) -> bool {
+        let mut settled = true;
+        for socket in
+            std::iter::once(&mut self.socket).chain(self.lan.as_mut().map(|l| &mut l.socket))
+        {
+            if socket.tx.pending() > 0 {
+                let _ = socket.kick_tx();
+            }
+            settled &= socket.tx_in_flight() == 0;
+        }
+        settled
+    }
+
+    fn sleep(&self, at_most: Duration) {
         let readable = |fd: std::os::fd::BorrowedFd<'_>| libc::pollfd {
             fd: fd.as_raw_fd(),
             events: libc::POLLIN,
@@ -629,7 +673,7 @@ impl Worker {
                 return;
             }
         }
-        let millis = MAX_SLEEP.as_millis() as libc::c_int;
+        let millis = at_most.as_millis().max(1) as libc::c_int;
         // SAFETY: `fds` is a live array of four initialised pollfd structs for the call's
         // duration; poll only writes their `revents`. Errors (EINTR) just end the sleep.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };

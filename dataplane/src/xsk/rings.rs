@@ -85,6 +85,8 @@ pub struct CompletionRing {
     cursor: ConsumerCursor<u64>,
     geometry: Geometry,
     _mapping: Option<Mapping>,
+    /// Frames taken back since the ring was made.
+    reclaimed: u64,
 }
 
 impl CompletionRing {
@@ -97,7 +99,13 @@ impl CompletionRing {
             cursor,
             geometry,
             _mapping: mapping,
+            reclaimed: 0,
         }
+    }
+
+    /// Frames taken back since the ring was made.
+    pub fn reclaimed(&self) -> u64 {
+        self.reclaimed
     }
 
     /// Appends up to `max` completed frames to `frames` (within its spare
@@ -108,6 +116,7 @@ impl CompletionRing {
             frames.push(Frame::from_kernel(self.cursor.read(offset), self.geometry));
         }
         self.cursor.release(count);
+        self.reclaimed += u64::from(count);
         count as usize
     }
 
@@ -164,6 +173,8 @@ pub struct TxRing {
     cursor: ProducerCursor<XdpDesc>,
     geometry: Geometry,
     _mapping: Option<Mapping>,
+    /// Descriptors submitted since the ring was made.
+    submitted: u64,
 }
 
 impl TxRing {
@@ -176,7 +187,13 @@ impl TxRing {
             cursor,
             geometry,
             _mapping: mapping,
+            submitted: 0,
         }
+    }
+
+    /// Descriptors submitted since the ring was made.
+    pub fn submitted(&self) -> u64 {
+        self.submitted
     }
 
     /// Moves packets from the front of `packets` onto the ring, in order,
@@ -198,6 +215,7 @@ impl TxRing {
             self.cursor.write(offset as u32, desc);
         }
         self.cursor.submit(count);
+        self.submitted += u64::from(count);
         count as usize
     }
 
@@ -448,6 +466,12 @@ mod tests {
                 prop_assert_eq!(owners.len(), unique.len(), "a frame has two owners");
                 prop_assert_eq!(&unique, &all, "a frame was lost");
                 prop_assert!(pool.capacity() >= all.len());
+                // In flight: submitted for transmission and not reclaimed yet, which is what
+                // a worker waits for before it sleeps.
+                prop_assert_eq!(
+                    r.tx.submitted() - r.comp.reclaimed(),
+                    (model_tx.len() + model_comp.len()) as u64
+                );
             }
             drop(r);
             drop((fill_memory, comp_memory, rx_memory, tx_memory));

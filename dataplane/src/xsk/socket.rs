@@ -385,6 +385,14 @@ impl XskSocket {
         &self.umem
     }
 
+    /// Frames put on the TX ring whose completion has not been taken back yet: on the ring,
+    /// in the kernel, or completed but not reclaimed.
+    pub fn tx_in_flight(&self) -> u64 {
+        self.tx
+            .submitted()
+            .saturating_sub(self.completion.reclaimed())
+    }
+
     /// Asks the kernel to transmit what is on the TX ring. In copy mode one
     /// kick sends a bounded batch (32 frames on current kernels): keep kicking
     /// while [`TxRing::pending`] is non-zero. Transient refusals (ring busy,
