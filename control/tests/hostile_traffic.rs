@@ -4,8 +4,8 @@
 //! initiations with bad MAC1, a flood of valid-MAC1 initiations, packets from a spoofed
 //! source, and a legitimate peer sends inner packets from outside its allowed IPs.
 //! Checks: the gateway survives and counts each kind under its own reason, the client's TCP
-//! traffic keeps flowing (the ratio to its unloaded rate is printed; the 0.8x goal is a
-//! benchmark matter, see the assertion), a handshake under the initiation flood still
+//! traffic keeps flowing (the ratio to its unloaded rate is printed; the 0.8x goal is
+//! measured by `cargo xtask bench hostile`, see the assertion), a handshake under the initiation flood still
 //! completes (through the cookie path), and the gateway's memory stays bounded.
 
 mod gateway_support;
@@ -287,9 +287,9 @@ fn the_gateway_survives_hostile_traffic_and_counts_every_kind() {
     let replays =
         drops.get("replayed").copied().unwrap_or(0) + drops.get("too_old").copied().unwrap_or(0);
     assert!(replays > 0, "replayed packets were not counted: {drops:?}");
-    // The >= 0.8x target is a speed goal: it belongs to a benchmark on a machine where the
-    // generator has cores of its own. Here the generator, the client and the gateway share
-    // two cores, so this only checks the client's traffic kept flowing.
+    // The >= 0.8x target is a speed goal: `cargo xtask bench hostile` measures it, with the
+    // same flood, over iperf3 runs long enough to mean something, and reports the gateway's
+    // CPU per hostile packet. This short transfer only checks the traffic kept flowing.
     assert!(
         loaded >= 0.2 * unloaded,
         "the client's TCP rate collapsed to {loaded:.0} B/s from {unloaded:.0} B/s under attack"
