@@ -160,6 +160,43 @@ pub const ICMP_ERRORS_PER_SECOND: u32 = 1000;
 /// control plane acts).
 const EVENT_REPEAT: Duration = Duration::from_millis(100);
 
+/// Where an idle worker stands: when it last woke and last moved a frame.
+#[derive(Debug, Clone, Copy)]
+struct Idle {
+    now: Time,
+    woke: Time,
+    last_moved: Time,
+}
+
+impl Idle {
+    /// How long to sleep now, at most, or `None` to keep spinning. `spin_cap` is the
+    /// longest spin (`Duration::MAX`: never sleep, `BusyPoll = on`); `settled` says whether
+    /// every transmitted frame is back (asked only when the spin is over: it may kick).
+    fn sleep_for(self, spin_cap: Duration, settled: impl FnOnce() -> bool) -> Option<Duration> {
+        if spin_cap == Duration::MAX {
+            return None;
+        }
+        // Spin at most as long as the worker has been busy since it woke: a steady flow
+        // gets the whole spin, a wake-up for a few stray packets almost none.
+        let busy_for = self.last_moved.saturating_since(self.woke);
+        let spin = spin_cap.min(busy_for.max(MIN_SPIN));
+        let idle_for = self.now.saturating_since(self.last_moved);
+        if idle_for < spin {
+            return None;
+        }
+        // Frames still out on a TX ring come back on the completion ring, which wakes
+        // nobody: asleep, the worker would leave the fill ring short of them and the NIC
+        // would drop what arrives. So it sleeps only once they are back, or briefly.
+        if settled() {
+            Some(MAX_SLEEP)
+        } else if idle_for >= UNSETTLED_SPIN_LIMIT {
+            Some(UNSETTLED_SLEEP)
+        } else {
+            None
+        }
+    }
+}
+
 impl Worker {
     /// Runs until `stop` is set. Pins itself first if configured.
     pub fn run(mut self, stop: &AtomicBool) {
@@ -183,24 +220,20 @@ impl Worker {
                 last_moved = now;
                 continue;
             }
-            // Spin at most as long as the worker has been busy since it woke: a steady flow
-            // gets the whole spin, a wake-up for a few stray packets almost none.
-            let busy_for = last_moved.saturating_since(woke);
-            let spin = self.config.spin_before_sleep.min(busy_for.max(MIN_SPIN));
-            let idle_for = now.saturating_since(last_moved);
-            if idle_for < spin {
-                continue;
-            }
-            // Frames still out on a TX ring come back on the completion ring, which wakes
-            // nobody: asleep, the worker would leave the fill ring short of them and the NIC
-            // would drop what arrives. So it sleeps only once they are back, or briefly.
-            let settled = self.transmissions_settled();
-            if settled || idle_for >= UNSETTLED_SPIN_LIMIT {
+            let idle = Idle {
+                now,
+                woke,
+                last_moved,
+            };
+            if let Some(at_most) = idle.sleep_for(self.config.spin_before_sleep, || {
+                self.transmissions_settled()
+            }) {
                 state.count(WorkerCounter::Sleeps, 1);
-                self.sleep(if settled { MAX_SLEEP } else { UNSETTLED_SLEEP });
-                // The wake-up starts a new spin: the frame that woke us is not moved yet.
+                self.sleep(at_most);
+                // `last_moved` stays: a wake-up with work moves frames in the next round and
+                // spins from there; one without (a timeout, frames still out on a link that
+                // cannot send) goes back to sleep at once, not after another 2 ms.
                 woke = Time::from_duration(self.config.origin.elapsed());
-                last_moved = woke;
             }
         }
         self.stats.publish(&state.totals);
@@ -928,5 +961,82 @@ pub fn pin_to_core(core: usize) -> std::io::Result<()> {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPIN: Duration = Duration::from_micros(50);
+
+    fn at(micros: u64) -> Time {
+        Time::from_duration(Duration::from_micros(micros))
+    }
+
+    fn idle(woke: u64, last_moved: u64, now: u64) -> Idle {
+        Idle {
+            now: at(now),
+            woke: at(woke),
+            last_moved: at(last_moved),
+        }
+    }
+
+    #[test]
+    fn a_steady_flow_gets_the_whole_spin() {
+        // Busy for 10 ms since waking: spins the full 50 us after its last frame.
+        assert_eq!(idle(0, 10_000, 10_049).sleep_for(SPIN, || true), None);
+        assert_eq!(
+            idle(0, 10_000, 10_050).sleep_for(SPIN, || true),
+            Some(MAX_SLEEP)
+        );
+    }
+
+    #[test]
+    fn a_wake_up_for_a_few_packets_spins_only_briefly() {
+        // Woke at 100 us, done 3 us later: spins MIN_SPIN (5 us), not 50.
+        assert_eq!(idle(100, 103, 107).sleep_for(SPIN, || true), None);
+        assert_eq!(
+            idle(100, 103, 108).sleep_for(SPIN, || true),
+            Some(MAX_SLEEP)
+        );
+        // Busy for 20 us: spins 20 us.
+        assert_eq!(idle(100, 120, 139).sleep_for(SPIN, || true), None);
+        assert!(idle(100, 120, 140).sleep_for(SPIN, || true).is_some());
+    }
+
+    #[test]
+    fn frames_still_out_keep_the_worker_up_then_bound_its_sleep() {
+        assert_eq!(idle(0, 10_000, 10_060).sleep_for(SPIN, || false), None);
+        assert_eq!(idle(0, 10_000, 11_999).sleep_for(SPIN, || false), None);
+        assert_eq!(
+            idle(0, 10_000, 12_000).sleep_for(SPIN, || false),
+            Some(UNSETTLED_SLEEP)
+        );
+        // Woken by the short sleep with nothing to do: back to sleep at once.
+        assert_eq!(
+            idle(13_000, 10_000, 13_001).sleep_for(SPIN, || false),
+            Some(UNSETTLED_SLEEP)
+        );
+    }
+
+    #[test]
+    fn settled_is_asked_only_once_the_spin_is_over() {
+        let mut asked = false;
+        let _ = idle(0, 10_000, 10_010).sleep_for(SPIN, || {
+            asked = true;
+            true
+        });
+        assert!(!asked, "a worker mid-spin must not kick its TX ring");
+    }
+
+    #[test]
+    fn busy_poll_never_sleeps() {
+        for (woke, last_moved, now) in [(0, 0, 1_000_000), (100, 103, 5_000_000)] {
+            assert_eq!(
+                idle(woke, last_moved, now).sleep_for(Duration::MAX, || true),
+                None
+            );
+        }
     }
 }
