@@ -541,6 +541,9 @@ fn worker_snapshot(id: usize, core: Option<usize>, totals: &WorkerTotals) -> Wor
                 WorkerCounter::TxRingFull,
                 WorkerCounter::NoFreeFrame,
                 WorkerCounter::EventsLost,
+                WorkerCounter::XskRxRingFull,
+                WorkerCounter::XskRxDropped,
+                WorkerCounter::XskTxInvalid,
             ]
             .iter()
             .map(|c| (c.name().to_owned(), totals.get(*c))),

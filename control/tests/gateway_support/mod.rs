@@ -751,8 +751,6 @@ pub fn worker_sum(gateway: &Warpline, list: &str, name: &str) -> u64 {
         .sum()
 }
 
-// --- capture ---------------------------------------------------------------------------
-
 // --- L2 segments ------------------------------------------------------------------------
 
 /// A host acting as an Ethernet switch: Linux bridges whose ports are veths to other hosts,

@@ -145,6 +145,8 @@ pub struct Worker {
 
 /// How long one `poll` sleep lasts at most, so a stop request is seen promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
+/// How often a worker reads its sockets' kernel drop counters.
+const KERNEL_DROPS_INTERVAL: Duration = Duration::from_millis(100);
 /// The shortest spin after a wake-up (see `Worker::run`): a few empty rounds.
 const MIN_SPIN: Duration = Duration::from_micros(5);
 /// With transmitted frames not back yet: how long to keep spinning for them, then how long
@@ -212,9 +214,14 @@ impl Worker {
         let mut state = LoopState::new();
         let mut woke = Time::ZERO;
         let mut last_moved = Time::ZERO;
+        let mut kernel_drops_due = Time::ZERO;
         while !stop.load(Ordering::Relaxed) {
             let now = Time::from_duration(self.config.origin.elapsed());
             let moved = self.round(now, &mut state);
+            if now >= kernel_drops_due {
+                self.read_kernel_drops(&mut state);
+                kernel_drops_due = now + KERNEL_DROPS_INTERVAL;
+            }
             self.stats.publish(&state.totals);
             if moved > 0 {
                 last_moved = now;
@@ -236,7 +243,20 @@ impl Worker {
                 woke = Time::from_duration(self.config.origin.elapsed());
             }
         }
+        self.read_kernel_drops(&mut state);
         self.stats.publish(&state.totals);
+    }
+
+    /// Copies the kernel's drop counters of this worker's sockets (`XDP_STATISTICS`: frames
+    /// lost to a full RX ring or an empty fill ring) into its totals, so drops before the
+    /// worker saw a frame are counted too. A syscall per socket: see `KERNEL_DROPS_INTERVAL`.
+    fn read_kernel_drops(&self, state: &mut LoopState) {
+        let wan = self.socket.statistics().ok();
+        let lan = self
+            .lan
+            .as_ref()
+            .and_then(|lan| lan.socket.statistics().ok());
+        state.totals.set_kernel_drops(wan.iter().chain(lan.iter()));
     }
 
     /// One batch each way; returns how many frames moved.

@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::pipeline::{DROP_REASONS, DropCounters, DropReason};
+use crate::xsk::Statistics;
 
 /// Counters one worker publishes.
 #[derive(Debug, Default)]
@@ -60,9 +61,21 @@ pub enum WorkerCounter {
     ChunksDealt,
     /// Chunks other workers dealt to this one, decapsulated here (`Spread = on`).
     ChunksHelped,
+    /// Frames the kernel dropped before they reached the worker's AF_XDP sockets because
+    /// their RX ring was full (the worker fell behind), from `XDP_STATISTICS`.
+    XskRxRingFull,
+    /// Times the kernel found the sockets' fill ring empty (no free frame to receive into).
+    /// The frames this cost are among `XskRxDropped`: an event that explains drops, not a
+    /// drop reason of its own.
+    XskFillRingEmpty,
+    /// Other frames the kernel dropped on the way to the sockets: no free frame (empty fill
+    /// ring), too large for a frame, invalid descriptors.
+    XskRxDropped,
+    /// TX descriptors the kernel refused.
+    XskTxInvalid,
 }
 
-const EXTRA_COUNTERS: usize = 16;
+const EXTRA_COUNTERS: usize = 20;
 
 impl WorkerCounter {
     /// Every counter, in index order.
@@ -83,6 +96,10 @@ impl WorkerCounter {
         WorkerCounter::IcmpRateLimited,
         WorkerCounter::ChunksDealt,
         WorkerCounter::ChunksHelped,
+        WorkerCounter::XskRxRingFull,
+        WorkerCounter::XskFillRingEmpty,
+        WorkerCounter::XskRxDropped,
+        WorkerCounter::XskTxInvalid,
     ];
 
     /// A stable snake_case name, for `show` and metrics.
@@ -104,6 +121,10 @@ impl WorkerCounter {
             WorkerCounter::IcmpRateLimited => "icmp_rate_limited",
             WorkerCounter::ChunksDealt => "chunks_dealt",
             WorkerCounter::ChunksHelped => "chunks_helped",
+            WorkerCounter::XskRxRingFull => "xsk_rx_ring_full",
+            WorkerCounter::XskFillRingEmpty => "xsk_fill_ring_empty",
+            WorkerCounter::XskRxDropped => "xsk_rx_dropped",
+            WorkerCounter::XskTxInvalid => "xsk_tx_invalid",
         }
     }
 }
@@ -121,6 +142,23 @@ impl WorkerTotals {
     /// One worker-level counter.
     pub fn get(&self, counter: WorkerCounter) -> u64 {
         self.extra[counter as usize]
+    }
+
+    /// Sets the kernel's drop counters from the `XDP_STATISTICS` of the worker's sockets
+    /// (the WAN socket, and the LAN socket in full bypass), summed. The kernel's figures are
+    /// totals since each socket was bound, so they replace what was there.
+    pub fn set_kernel_drops<'a>(&mut self, sockets: impl IntoIterator<Item = &'a Statistics>) {
+        let mut sum = Statistics::default();
+        for stats in sockets {
+            sum.rx_ring_full += stats.rx_ring_full;
+            sum.rx_fill_ring_empty_descs += stats.rx_fill_ring_empty_descs;
+            sum.rx_dropped += stats.rx_dropped + stats.rx_invalid_descs;
+            sum.tx_invalid_descs += stats.tx_invalid_descs;
+        }
+        self.extra[WorkerCounter::XskRxRingFull as usize] = sum.rx_ring_full;
+        self.extra[WorkerCounter::XskFillRingEmpty as usize] = sum.rx_fill_ring_empty_descs;
+        self.extra[WorkerCounter::XskRxDropped as usize] = sum.rx_dropped;
+        self.extra[WorkerCounter::XskTxInvalid as usize] = sum.tx_invalid_descs;
     }
 }
 
@@ -166,6 +204,35 @@ impl WorkerStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_drops_are_summed_over_the_sockets_and_replace_the_old_figures() {
+        let wan = Statistics {
+            rx_dropped: 1,
+            rx_invalid_descs: 2,
+            tx_invalid_descs: 3,
+            rx_ring_full: 4,
+            rx_fill_ring_empty_descs: 5,
+            tx_ring_empty_descs: 6,
+        };
+        let lan = Statistics {
+            rx_ring_full: 10,
+            rx_fill_ring_empty_descs: 20,
+            ..Statistics::default()
+        };
+        let mut totals = WorkerTotals::default();
+        totals.extra[WorkerCounter::XskRxRingFull as usize] = 99;
+        totals.set_kernel_drops([&wan, &lan]);
+        assert_eq!(totals.get(WorkerCounter::XskRxRingFull), 14);
+        assert_eq!(totals.get(WorkerCounter::XskFillRingEmpty), 25);
+        assert_eq!(totals.get(WorkerCounter::XskRxDropped), 3);
+        assert_eq!(totals.get(WorkerCounter::XskTxInvalid), 3);
+        let names: Vec<&str> = WorkerCounter::ALL.iter().map(|c| c.name()).collect();
+        assert!(names.contains(&"xsk_fill_ring_empty"));
+        for (i, counter) in WorkerCounter::ALL.iter().enumerate() {
+            assert_eq!(*counter as usize, i, "ALL is in index order");
+        }
+    }
 
     #[test]
     fn published_totals_read_back_exactly() {
