@@ -1,6 +1,6 @@
 //! Coalesced writes end to end: this test plays a TCP client behind a TUN with offloads,
 //! connects to a listener in the namespace, and sends 200 KB whose segments
-//! [`TcpCoalescer`] merges into GSO frames written with one `write` each; the listener
+//! [`Coalescer`] merges into GSO frames written with one `write` each; the listener
 //! must read exactly the bytes sent. Needs root; skips with a printed reason otherwise.
 
 use std::{
@@ -14,7 +14,7 @@ mod tun_support;
 use tun_support::{TCP_ACK, TCP_RST, TCP_SYN, can_run, tcp_packet};
 use warpline_dataplane::{
     lab::{Host, unique_name},
-    tun::{Offloads, SCRATCH_LEN, Tun, TunQueue, gro::TcpCoalescer, gso},
+    tun::{Offloads, SCRATCH_LEN, Tun, TunQueue, gro::Coalescer, gso},
     wire::{IpProtocol, ipv4},
 };
 
@@ -133,7 +133,7 @@ fn coalesced_tcp_writes_reach_a_listener() {
 
     // Data, within the server's window, coalesced; go back to the last ACK on a stall.
     let sent: Vec<u8> = (0..SEND_LEN).map(|i| (i * 31 + i / 1009) as u8).collect();
-    let mut coalescer = TcpCoalescer::new();
+    let mut coalescer = Coalescer::new();
     let (mut una, mut next) = (0usize, 0usize);
     let mut last_progress = Instant::now();
     while una < SEND_LEN {
@@ -185,4 +185,91 @@ fn coalesced_tcp_writes_reach_a_listener() {
     println!("coalescer: {stats:?}");
     assert!(stats.gso_writes > 0, "no GSO frame was written");
     assert!(stats.writes < stats.packets, "{stats:?}");
+}
+
+/// An IPv4/UDP datagram from `from` to `to` with full checksums.
+fn udp_packet(from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+    let udp_len = 8 + payload.len();
+    let mut packet = vec![0u8; 20];
+    packet[0] = 0x45;
+    packet[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+    packet[6] = 0x40;
+    packet[8] = 64;
+    packet[9] = 17;
+    packet[12..16].copy_from_slice(&from.ip().octets());
+    packet[16..20].copy_from_slice(&to.ip().octets());
+    packet.extend_from_slice(&from.port().to_be_bytes());
+    packet.extend_from_slice(&to.port().to_be_bytes());
+    packet.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    packet.extend_from_slice(&[0, 0]);
+    packet.extend_from_slice(payload);
+    gso::fill_checksums(&mut packet).expect("checksums");
+    packet
+}
+
+#[test]
+fn coalesced_udp_writes_reach_a_socket_as_the_datagrams_sent() {
+    if !can_run() {
+        return;
+    }
+    let host = Host::new("tugro").expect("namespace");
+    let name = format!("{}u", unique_name());
+    let tun = host
+        .run(|| Tun::create(&name, 1, Offloads::ALL))
+        .expect("create TUN");
+    if !tun.offloads().udp {
+        println!("skipping: the kernel refused USO on TUN (Linux 6.2+)");
+        return;
+    }
+    host.netlink(|netlink| {
+        let link = netlink.link_by_name(&name)?;
+        netlink.add_address(link.index, IpAddr::V4(LOCAL_V4), 24)?;
+        netlink.set_up(link.index)
+    })
+    .expect("address and set up the TUN");
+    let mut queue = tun.into_queues().pop().expect("a queue");
+    assert!(
+        queue.accepts_udp_gso(),
+        "USO granted but not passed to the queue"
+    );
+    let server = SocketAddrV4::new(LOCAL_V4, 5302);
+    let client = SocketAddrV4::new(PEER_V4, 40_001);
+    let socket = host
+        .run(|| std::net::UdpSocket::bind(SocketAddr::V4(server)))
+        .expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+
+    // 30 full datagrams and a short last one: one GSO frame of 31 datagrams.
+    let payloads: Vec<Vec<u8>> = (0..31)
+        .map(|i| {
+            let len = if i == 30 { 300 } else { 1372 };
+            (0..len).map(|b| (b * 13 + i * 7) as u8).collect()
+        })
+        .collect();
+    let mut coalescer = Coalescer::new();
+    coalescer.set_udp(queue.accepts_udp_gso());
+    for payload in &payloads {
+        coalescer
+            .push(&udp_packet(client, server, payload), |header, frame| {
+                queue.write_with_header(header, frame)
+            })
+            .expect("write to the TUN");
+    }
+    coalescer
+        .flush(|header, frame| queue.write_with_header(header, frame))
+        .expect("write to the TUN");
+    let stats = coalescer.stats();
+    assert_eq!(stats.writes, 1, "{stats:?}");
+    assert_eq!(stats.gso_writes, 1, "{stats:?}");
+
+    let mut buf = [0u8; 2048];
+    for (i, payload) in payloads.iter().enumerate() {
+        let (len, from) = socket
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("datagram {i} of {}: {e}", payloads.len()));
+        assert_eq!(from, SocketAddr::V4(client));
+        assert!(&buf[..len] == payload.as_slice(), "datagram {i} differs");
+    }
 }

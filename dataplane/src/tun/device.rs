@@ -156,10 +156,11 @@ impl Tun {
         vnet_hdr: bool,
     ) -> Result<Self, TunError> {
         let mut all = Vec::with_capacity(queues);
-        all.push(TunQueue::new(first, vnet_hdr));
+        let udp_gso = vnet_hdr && offloads.udp;
+        all.push(TunQueue::new(first, vnet_hdr, udp_gso));
         for _ in 1..queues {
             let (fd, _) = open_queue(&name, vnet_hdr, false)?;
-            all.push(TunQueue::new(fd, vnet_hdr));
+            all.push(TunQueue::new(fd, vnet_hdr, udp_gso));
         }
         Ok(Self {
             name,
@@ -342,14 +343,17 @@ impl fmt::Display for QueueDrop {
 pub struct TunQueue {
     fd: OwnedFd,
     vnet_hdr: bool,
+    /// The kernel granted USO, so it also takes `GSO_UDP_L4` frames on writes.
+    udp_gso: bool,
     stats: QueueStats,
 }
 
 impl TunQueue {
-    fn new(fd: OwnedFd, vnet_hdr: bool) -> Self {
+    fn new(fd: OwnedFd, vnet_hdr: bool, udp_gso: bool) -> Self {
         Self {
             fd,
             vnet_hdr,
+            udp_gso,
             stats: QueueStats::default(),
         }
     }
@@ -358,12 +362,18 @@ impl TunQueue {
     /// write packets to the kernel through it; writes are whole packets, so they never
     /// interleave. Its counters start at zero.
     pub fn try_clone(&self) -> io::Result<Self> {
-        Ok(Self::new(self.fd.try_clone()?, self.vnet_hdr))
+        Ok(Self::new(self.fd.try_clone()?, self.vnet_hdr, self.udp_gso))
     }
 
     /// Whether frames on this queue carry virtio-net headers.
     pub fn vnet_hdr(&self) -> bool {
         self.vnet_hdr
+    }
+
+    /// Whether writes may carry UDP GSO frames (`GSO_UDP_L4`): the device was granted USO
+    /// (Linux 6.2+), which is also what lets the kernel take such frames from us.
+    pub fn accepts_udp_gso(&self) -> bool {
+        self.udp_gso
     }
 
     /// The queue's counters.

@@ -16,9 +16,10 @@
 //! past 10 Gbit/s. Packets without GSO may still carry a partial checksum
 //! (`NEEDS_CSUM`), which we complete. Writes carry an all-zero header (a complete
 //! packet) through [`TunQueue::write_packet`]; in the other direction,
-//! [`gro::TcpCoalescer`] merges consecutive segments of a TCP flow into one GSO frame
-//! that [`TunQueue::write_with_header`] hands the kernel in one `write` (GRO done by
-//! us; the kernel takes the frame like a GRO'd packet and never re-segments it).
+//! [`gro::Coalescer`] merges consecutive segments of a TCP flow, or datagrams of a UDP flow,
+//! into one GSO frame that [`TunQueue::write_with_header`] hands the kernel in one `write`
+//! (GRO done by us; the kernel takes a TCP frame like a GRO'd packet, and splits a UDP frame
+//! into its datagrams before a socket without UDP GRO sees them).
 //!
 //! # Fallback
 //!

@@ -3,8 +3,8 @@
 //! Each round it moves one batch each way through the pure [`pipeline`](crate::pipeline):
 //!
 //! - WAN → inner: frames from the queue's AF_XDP socket are decapsulated in place in their
-//!   UMEM frames; inner packets go to the TUN queue (TCP segments of one flow coalesced into
-//!   one GSO write, see [`TcpCoalescer`]); the frames go straight back to the fill ring.
+//!   UMEM frames; inner packets go to the TUN queue (TCP segments or UDP datagrams of one flow coalesced into
+//!   one GSO write, see [`Coalescer`]); the frames go straight back to the fill ring.
 //! - inner → WAN: packets read from the TUN queue (a GSO read split into segments) are each
 //!   put in a free UMEM frame behind [`HEADROOM`] bytes, encapsulated in place (outer headers
 //!   written in front, tag behind), and put on the TX ring.
@@ -62,7 +62,7 @@ use crate::pipeline::{
 use crate::sessions::{PeerId, SnapshotReader};
 use crate::spread::{CHUNK, Job, Spread};
 use crate::time::Time;
-use crate::tun::gro::TcpCoalescer;
+use crate::tun::gro::Coalescer;
 use crate::tun::{SCRATCH_LEN, TunQueue};
 use crate::wire::ethernet::{self, EtherType, MacAddr};
 use crate::xsk::{Frame, Packet, Umem, XskSocket};
@@ -212,6 +212,7 @@ impl Worker {
             );
         }
         let mut state = LoopState::new();
+        state.coalescer.set_udp(self.tun.accepts_udp_gso());
         let mut woke = Time::ZERO;
         let mut last_moved = Time::ZERO;
         let mut kernel_drops_due = Time::ZERO;
@@ -851,7 +852,7 @@ struct LoopState {
     events: Events,
     totals: WorkerTotals,
     scratch: Box<[u8]>,
-    coalescer: TcpCoalescer,
+    coalescer: Coalescer,
     recent: RecentEvents,
 }
 
@@ -870,7 +871,7 @@ impl LoopState {
             events: Events::new(),
             totals: WorkerTotals::default(),
             scratch: vec![0u8; SCRATCH_LEN].into_boxed_slice(),
-            coalescer: TcpCoalescer::new(),
+            coalescer: Coalescer::new(),
             recent: RecentEvents::default(),
         }
     }
