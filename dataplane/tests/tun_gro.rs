@@ -227,7 +227,7 @@ fn coalesced_udp_writes_reach_a_socket_as_the_datagrams_sent() {
         netlink.set_up(link.index)
     })
     .expect("address and set up the TUN");
-    let mut queue = tun.into_queues().pop().expect("a queue");
+    let queue = tun.into_queues().pop().expect("a queue");
     assert!(
         queue.accepts_udp_gso(),
         "USO granted but not passed to the queue"
