@@ -411,9 +411,14 @@ fn publish(
             .filter(|(_, share)| *share >= 0.005)
             .map(|(name, share)| format!("{name} {:.0}%", share * 100.0))
             .collect();
+        let per_run: Vec<String> = ok
+            .iter()
+            .map(|m| format!("{:.2}", m.flooded / m.unloaded.max(1.0)))
+            .collect();
         println!(
-            "  {:<22} gw A's threads under the flood alone: {}",
+            "  {:<22} ratio per run: {}; gw A's threads under the flood alone: {}",
             "",
+            per_run.join(", "),
             threads.join(", ")
         );
         ratios.push(ratio);
