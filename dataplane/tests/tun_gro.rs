@@ -5,16 +5,15 @@
 
 use std::{
     io::{self, Read},
-    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener},
     time::{Duration, Instant},
 };
 
 mod tun_support;
 
-use tun_support::{TCP_ACK, TCP_RST, TCP_SYN, can_run, tcp_packet};
+use tun_support::{TCP_ACK, TCP_RST, TCP_SYN, can_run, tcp_packet, tun_lab, udp_packet};
 use warpline_dataplane::{
-    lab::{Host, unique_name},
-    tun::{Offloads, SCRATCH_LEN, Tun, TunQueue, gro::Coalescer, gso},
+    tun::{Offloads, SCRATCH_LEN, TunQueue, gro::Coalescer, gso},
     wire::{IpProtocol, ipv4},
 };
 
@@ -68,21 +67,11 @@ fn coalesced_tcp_writes_reach_a_listener() {
     if !can_run() {
         return;
     }
-    let host = Host::new("tgro").expect("namespace");
-    let name = format!("{}r", unique_name());
-    let tun = host
-        .run(|| Tun::create(&name, 1, Offloads::ALL))
-        .expect("create TUN");
+    let (host, tun) = tun_lab("tgro", 1, Offloads::ALL, LOCAL_V4, None);
     if !tun.offloads().tcp {
         println!("skipping: the kernel refused TSO on TUN");
         return;
     }
-    host.netlink(|netlink| {
-        let link = netlink.link_by_name(&name)?;
-        netlink.add_address(link.index, IpAddr::V4(LOCAL_V4), 24)?;
-        netlink.set_up(link.index)
-    })
-    .expect("address and set up the TUN");
     let mut queue = tun.into_queues().pop().expect("a queue");
     let server = SocketAddrV4::new(LOCAL_V4, 5301);
     let client = SocketAddrV4::new(PEER_V4, 40_000);
@@ -187,46 +176,16 @@ fn coalesced_tcp_writes_reach_a_listener() {
     assert!(stats.writes < stats.packets, "{stats:?}");
 }
 
-/// An IPv4/UDP datagram from `from` to `to` with full checksums.
-fn udp_packet(from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
-    let udp_len = 8 + payload.len();
-    let mut packet = vec![0u8; 20];
-    packet[0] = 0x45;
-    packet[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
-    packet[6] = 0x40;
-    packet[8] = 64;
-    packet[9] = 17;
-    packet[12..16].copy_from_slice(&from.ip().octets());
-    packet[16..20].copy_from_slice(&to.ip().octets());
-    packet.extend_from_slice(&from.port().to_be_bytes());
-    packet.extend_from_slice(&to.port().to_be_bytes());
-    packet.extend_from_slice(&(udp_len as u16).to_be_bytes());
-    packet.extend_from_slice(&[0, 0]);
-    packet.extend_from_slice(payload);
-    gso::fill_checksums(&mut packet).expect("checksums");
-    packet
-}
-
 #[test]
 fn coalesced_udp_writes_reach_a_socket_as_the_datagrams_sent() {
     if !can_run() {
         return;
     }
-    let host = Host::new("tugro").expect("namespace");
-    let name = format!("{}u", unique_name());
-    let tun = host
-        .run(|| Tun::create(&name, 1, Offloads::ALL))
-        .expect("create TUN");
+    let (host, tun) = tun_lab("tugro", 1, Offloads::ALL, LOCAL_V4, None);
     if !tun.offloads().udp {
         println!("skipping: the kernel refused USO on TUN (Linux 6.2+)");
         return;
     }
-    host.netlink(|netlink| {
-        let link = netlink.link_by_name(&name)?;
-        netlink.add_address(link.index, IpAddr::V4(LOCAL_V4), 24)?;
-        netlink.set_up(link.index)
-    })
-    .expect("address and set up the TUN");
     let queue = tun.into_queues().pop().expect("a queue");
     assert!(
         queue.accepts_udp_gso(),

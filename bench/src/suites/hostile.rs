@@ -31,8 +31,8 @@ use warpline_dataplane::lab::capture::TransportCapture;
 use warpline_dataplane::lab::require_root;
 
 use super::tunnel::{
-    self, A_WAN, B_WAN, EchoServer, IPERF_PORT, Kind, Lab, Proc, Running, SERVER, TempDir, Tools,
-    Up, VARIANTS, Variant, WG_PORT, ip,
+    self, A_WAN, B_WAN, EchoServer, Kind, Lab, Running, TempDir, Tools, Up, VARIANTS, Variant,
+    WG_PORT, ip,
 };
 use crate::chart::{self, Panel, Series};
 use crate::progress::Progress;
@@ -79,19 +79,8 @@ struct Measured {
 
 pub fn run(options: &Options) -> Result<(), String> {
     require_root()?;
-    let seconds = options
-        .seconds
-        .unwrap_or(if options.quick { 1.0 } else { 3.0 });
-    if !((1.0..=600.0).contains(&seconds) && seconds.fract() == 0.0) {
-        return Err(format!(
-            "hostile: --seconds {seconds}: give whole seconds from 1 to 600 (iperf3 -t)"
-        ));
-    }
-    let seconds = seconds as u32;
-    let runs = options.runs.unwrap_or(if options.quick { 1 } else { 3 });
-    if !(1..=50).contains(&runs) {
-        return Err(format!("hostile: --runs {runs}: give 1 to 50"));
-    }
+    let (seconds, runs) =
+        tunnel::seconds_and_runs("hostile", options.seconds, options.runs, options.quick, 3.0)?;
     let rate = options.rate.unwrap_or(DEFAULT_RATE);
     if !(100.0..=1e7).contains(&rate) {
         return Err(format!(
@@ -141,15 +130,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     let dir = TempDir::new()?;
     let stop = Arc::new(AtomicBool::new(false));
     let _echo = EchoServer::start(&lab.server, Arc::clone(&stop))?;
-    let mut iperf_server = Proc::spawn(
-        {
-            let mut command = lab.server.netns().command(&tools.iperf3);
-            command.args(["-s", "-B", SERVER, "-p", &IPERF_PORT.to_string()]);
-            command
-        },
-        "iperf3 server",
-        &dir.0.join("iperf3-server.log"),
-    )?;
+    let mut iperf_server = tunnel::iperf_server(&lab, &tools, &dir)?;
 
     let mut results: Vec<Vec<Result<Measured, String>>> = vec![Vec::new(); chosen.len()];
     let mut progress = Progress::new("hostile", runs * chosen.len() * 3);

@@ -78,13 +78,13 @@ const A_LAN: &str = "10.230.1.1";
 pub(super) const A_WAN: &str = "10.230.2.1";
 pub(super) const B_WAN: &str = "10.230.2.2";
 const B_LAN: &str = "10.230.3.1";
-pub(super) const SERVER: &str = "10.230.3.2";
+const SERVER: &str = "10.230.3.2";
 const CLIENT_NET: &str = "10.230.1.0";
 const SERVER_NET: &str = "10.230.3.0";
 /// Tunnel addresses of gw A and gw B (warpline, boringtun and OpenVPN alike).
 const A_INNER: &str = "10.231.0.1";
 const B_INNER: &str = "10.231.0.2";
-pub(super) const IPERF_PORT: u16 = 5201;
+const IPERF_PORT: u16 = 5201;
 const ECHO_PORT: u16 = 9100;
 pub(super) const WG_PORT: u16 = 51820;
 const OVPN_PORT: u16 = 1194;
@@ -210,19 +210,8 @@ pub(super) fn ip(text: &str) -> IpAddr {
 
 pub fn run(options: &Options) -> Result<(), String> {
     require_root()?;
-    let seconds = options
-        .seconds
-        .unwrap_or(if options.quick { 1.0 } else { 2.0 });
-    if !((1.0..=600.0).contains(&seconds) && seconds.fract() == 0.0) {
-        return Err(format!(
-            "tunnel: --seconds {seconds}: give whole seconds from 1 to 600 (iperf3 -t)"
-        ));
-    }
-    let seconds = seconds as u32;
-    let runs = options.runs.unwrap_or(if options.quick { 1 } else { 3 });
-    if !(1..=50).contains(&runs) {
-        return Err(format!("tunnel: --runs {runs}: give 1 to 50"));
-    }
+    let (seconds, runs) =
+        seconds_and_runs("tunnel", options.seconds, options.runs, options.quick, 2.0)?;
     let chosen: Vec<&Variant> = match &options.variants {
         None => VARIANTS.iter().collect(),
         Some(names) => names
@@ -258,15 +247,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let _echo = EchoServer::start(&lab.server, Arc::clone(&stop))?;
-    let mut iperf_server = Proc::spawn(
-        {
-            let mut command = lab.server.netns().command(&tools.iperf3);
-            command.args(["-s", "-B", SERVER, "-p", &IPERF_PORT.to_string()]);
-            command
-        },
-        "iperf3 server",
-        &dir.0.join("iperf3-server.log"),
-    )?;
+    let mut iperf_server = iperf_server(&lab, &tools, &dir)?;
 
     // [run][variant]: measured, or why not.
     let mut results: Vec<Vec<Result<Measured, String>>> = Vec::new();
@@ -369,6 +350,35 @@ pub fn run(options: &Options) -> Result<(), String> {
             failed.join(", ")
         ))
     }
+}
+
+/// `--seconds` (whole seconds per iperf3 test, `default` unless `quick`, then 1) and `--runs`
+/// (3, or 1 with `quick`), checked; errors name `suite`.
+pub(super) fn seconds_and_runs(
+    suite: &str,
+    seconds: Option<f64>,
+    runs: Option<usize>,
+    quick: bool,
+    default: f64,
+) -> Result<(u32, usize), String> {
+    let seconds = seconds.unwrap_or(if quick { 1.0 } else { default });
+    if !((1.0..=600.0).contains(&seconds) && seconds.fract() == 0.0) {
+        return Err(format!(
+            "{suite}: --seconds {seconds}: give whole seconds from 1 to 600 (iperf3 -t)"
+        ));
+    }
+    let runs = runs.unwrap_or(if quick { 1 } else { 3 });
+    if !(1..=50).contains(&runs) {
+        return Err(format!("{suite}: --runs {runs}: give 1 to 50"));
+    }
+    Ok((seconds as u32, runs))
+}
+
+/// The iperf3 server on the server host, logging into `dir`.
+pub(super) fn iperf_server(lab: &Lab, tools: &Tools, dir: &TempDir) -> Result<Proc, String> {
+    let mut command = lab.server.netns().command(&tools.iperf3);
+    command.args(["-s", "-B", SERVER, "-p", &IPERF_PORT.to_string()]);
+    Proc::spawn(command, "iperf3 server", &dir.0.join("iperf3-server.log"))
 }
 
 // --- tools ----------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-//! Shared by the TUN tests: the root check, a namespace with an addressed TUN, and TCP
-//! packets built as a peer behind the TUN would send them.
+//! Shared by the TUN tests: the root check, a namespace with an addressed TUN, and TCP and
+//! UDP packets built as a peer behind the TUN would send them.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
@@ -84,5 +84,25 @@ pub fn tcp_packet(
     tcp[20..tcp_len].copy_from_slice(options);
     tcp[tcp_len..].copy_from_slice(payload);
     gso::fill_checksums(&mut packet).expect("a TCP packet");
+    packet
+}
+
+/// An IPv4/UDP datagram from `from` to `to` with full checksums.
+pub fn udp_packet(from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+    let udp_len = 8 + payload.len();
+    let mut packet = vec![0u8; 20];
+    packet[0] = 0x45;
+    packet[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+    packet[6] = 0x40;
+    packet[8] = 64;
+    packet[9] = 17;
+    packet[12..16].copy_from_slice(&from.ip().octets());
+    packet[16..20].copy_from_slice(&to.ip().octets());
+    packet.extend_from_slice(&from.port().to_be_bytes());
+    packet.extend_from_slice(&to.port().to_be_bytes());
+    packet.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    packet.extend_from_slice(&[0, 0]);
+    packet.extend_from_slice(payload);
+    gso::fill_checksums(&mut packet).expect("checksums");
     packet
 }
