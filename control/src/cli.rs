@@ -14,6 +14,7 @@ use crate::config::{Config, ConfigError, ConfigWarning};
 use crate::ctl::{Request, Response};
 use crate::keys::{KeyParseError, PresharedKey, PrivateKey, PublicKey};
 
+mod follow_keepalived;
 mod set_args;
 pub mod syncconf;
 
@@ -147,6 +148,18 @@ pub enum HaAction {
         #[arg(long)]
         control_socket: Option<PathBuf>,
     },
+    /// Follow keepalived's VRRP notify FIFO (its `vrrp_notify_fifo_script`): promote on
+    /// MASTER, demote on BACKUP/FAULT/STOP, in the order keepalived sent them. Runs until
+    /// keepalived closes the FIFO.
+    FollowKeepalived {
+        /// The interface name; keepalived's instance must be `warpline_<name>`.
+        name: String,
+        /// The FIFO keepalived writes (it passes it as the last argument).
+        fifo: PathBuf,
+        /// The control socket (default: /run/warpline/<name>.sock).
+        #[arg(long)]
+        control_socket: Option<PathBuf>,
+    },
     /// Show the node's role, partners and takeover counters.
     Status {
         /// The interface name.
@@ -217,7 +230,7 @@ impl Cli {
                 name,
                 control_socket,
             } => control_request(&name, control_socket, &Request::Down).map(|_| ()),
-            Command::Ha { action } => ha(action, &mut stdout),
+            Command::Ha { action } => ha(action, &mut stdout, &mut stderr),
             Command::Doctor {
                 config,
                 json,
@@ -297,7 +310,7 @@ pub enum PubkeyInputError {
     Read(io::Error),
 }
 
-fn control_request(
+pub(crate) fn control_request(
     name: &str,
     control_socket: Option<PathBuf>,
     request: &Request,
@@ -312,8 +325,9 @@ fn control_request(
     }
 }
 
-/// `warpline ha ...`: sends the request and prints the state after it.
-fn ha(action: HaAction, out: &mut impl Write) -> Result<(), CliError> {
+/// `warpline ha ...`: sends the request and prints the state after it (`follow-keepalived`
+/// keeps sending them, reporting on `err`).
+fn ha(action: HaAction, out: &mut impl Write, err: &mut impl Write) -> Result<(), CliError> {
     let (name, control_socket, request, json) = match action {
         HaAction::Promote {
             name,
@@ -328,6 +342,11 @@ fn ha(action: HaAction, out: &mut impl Write) -> Result<(), CliError> {
             json,
             control_socket,
         } => (name, control_socket, Request::HaStatus, json),
+        HaAction::FollowKeepalived {
+            name,
+            fifo,
+            control_socket,
+        } => return follow_keepalived::run(&name, &fifo, control_socket, err),
     };
     let Response::Ha(status) = control_request(&name, control_socket, &request)? else {
         return Err(CliError::Refused("the gateway sent no HA state".into()));

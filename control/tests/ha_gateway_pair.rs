@@ -8,7 +8,8 @@
 //! ```
 //!
 //! keepalived runs `dist/keepalived/keepalived.conf.in` (the template the docs give), with
-//! 50 ms VRRPv3 adverts; its notify scripts call `warpline ha promote|demote`.
+//! 50 ms VRRPv3 adverts; its notify FIFO feeds `warpline ha follow-keepalived`, which calls
+//! `warpline ha promote|demote` in keepalived's order.
 //!
 //! 1. A sequence-numbered UDP probe (500/s) and an iperf3 TCP flow run through the VIP
 //!    while the active node dies (SIGKILL of warpline and keepalived, links gone): the
@@ -198,7 +199,8 @@ fn start_keepalived_tracking(
         .replace("@WAN_VIP@", &format!("{WAN_VIP}/24"))
         .replace("@LAN_VIP@", &format!("{LAN_VIP}/24"))
         .replace("@PRIORITY@", if node == 0 { "150" } else { "100" })
-        .replace("@VRID@", "51");
+        .replace("@VRID@", "51")
+        .replace("@FIFO@", dir.join("notify.fifo").to_str().unwrap());
     let config_path = dir.join("keepalived.conf");
     std::fs::write(&config_path, config).unwrap();
     let log = std::fs::File::create(dir.join("keepalived.log")).unwrap();
@@ -1276,4 +1278,103 @@ fn builtin_pair_tracks_an_interface_and_announces_ipv6_vips() {
         Duration::from_secs(3),
         || client_neighbour_mac(&lab, WAN_VIP_V6).as_deref() == Some(a_mac.as_str()),
     );
+}
+
+/// keepalived's transitions reach the gateway through `warpline ha follow-keepalived`, the
+/// template's FIFO script, in the order keepalived wrote them. Checked without keepalived,
+/// by writing its lines: a MASTER before the daemon is up is retried until it applies; a
+/// burst's last transition wins; junk lines are reported and skipped; SIGTERM (keepalived
+/// sends it before its STOP lines) does not stop the follower; closing the FIFO does.
+#[test]
+fn follow_keepalived_applies_fifo_transitions_in_order() {
+    use std::io::Write;
+    if let Err(reason) = require_root() {
+        println!("skipping: {reason}");
+        return;
+    }
+    let _serial = serial();
+    let lab = Lab::new();
+    let dir = TempDir::new();
+    let (gateway_key, client_key) = (PrivateKey::generate(), PrivateKey::generate());
+    let fifo = dir.0.join("notify.fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfifo failed");
+    let log_path = dir.0.join("follower.log");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_warpline"));
+    command
+        .args(["ha", "follow-keepalived", "wla"])
+        .arg(&fifo)
+        .arg("--control-socket")
+        .arg(dir.0.join("wla.sock"))
+        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()));
+    let mut follower = Proc::spawn(command, "warpline ha follow-keepalived");
+    // Opening for writing waits for the follower to open the FIFO for reading.
+    let keepalived = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let send = |lines: &[&str]| {
+        let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
+        (&keepalived).write_all(text.as_bytes()).unwrap();
+    };
+    let transition = |state: &str| format!("INSTANCE \"warpline_wla\" {state} 150");
+
+    send(&[&transition("MASTER")]);
+    std::thread::sleep(Duration::from_millis(300));
+    let a = warpline_up(
+        &lab.gateways[0],
+        &dir,
+        "wla",
+        &gateway_config(0, &gateway_key, &client_key),
+    );
+    wait_for("the retried promote", Duration::from_secs(5), || {
+        role(&a) == "active"
+    });
+
+    send(&[
+        &transition("BACKUP"),
+        &transition("MASTER"),
+        &transition("BACKUP"),
+    ]);
+    wait_for(
+        "the burst's last transition",
+        Duration::from_secs(5),
+        || role(&a) == "standby",
+    );
+
+    let long = "x".repeat(5000);
+    send(&[
+        "garbage",
+        &long,
+        "INSTANCE \"warpline_wla\" SLEEPING 150",
+        "INSTANCE \"warpline_wlb\" MASTER 150",
+    ]);
+    (&keepalived).write_all(b"\xff\xfe\n").unwrap();
+    send(&[&transition("MASTER")]);
+    wait_for("a transition after junk", Duration::from_secs(5), || {
+        role(&a) == "active"
+    });
+
+    let pid = follower.child.id() as i32;
+    // SAFETY: kill(2) on our own child; no memory is involved.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(200));
+    send(&[&transition("STOP")]);
+    wait_for("STOP after SIGTERM", Duration::from_secs(5), || {
+        role(&a) == "standby"
+    });
+
+    drop(keepalived);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let exit = loop {
+        if let Some(exit) = follower.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "the follower outlived its FIFO");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(exit.success(), "follower exited with {exit}:\n{log}");
+    assert_eq!(log.matches("ignored").count(), 4, "{log}");
+    assert!(log.contains("retrying"), "{log}");
 }

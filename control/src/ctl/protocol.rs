@@ -70,9 +70,9 @@ pub enum Request {
         public_key: String,
     },
     /// Become the active node of the HA cluster and take over every synced session
-    /// (keepalived's `notify_master`): answered with [`Response::Ha`].
+    /// (keepalived's MASTER transition): answered with [`Response::Ha`].
     HaPromote,
-    /// Become a standby (keepalived's `notify_backup` / `notify_fault`): answered with
+    /// Become a standby (keepalived's BACKUP, FAULT or STOP transition): answered with
     /// [`Response::Ha`].
     HaDemote,
     /// Report the node's HA state: answered with [`Response::Ha`].

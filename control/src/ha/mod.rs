@@ -27,6 +27,7 @@
 mod cluster;
 mod election;
 mod epoch;
+mod keepalived;
 mod pools;
 mod record;
 mod sync;
@@ -37,6 +38,7 @@ pub use cluster::{
 };
 pub use election::Election;
 pub use epoch::{CounterEpoch, EpochError, MAX_NODES};
+pub use keepalived::{FifoLineError, MAX_FIFO_LINE, RoleFollower, WantedRole};
 pub use pools::{PoolRoutes, RouteChanges};
 pub use record::{RECORD_VERSION, RecordError, SessionRecord, SessionSlot};
 pub use sync::{NOISE_PROTOCOL, SYNC_VERSION, SyncChannel, SyncError, SyncMessage};
