@@ -235,6 +235,13 @@ pub fn run(options: &Options) -> Result<(), String> {
     );
     println!("  tools: {}", tools.versions());
     println!("  load average at start: {}", load_average());
+    match udp_buffer_capped() {
+        None => println!("  UDP tests: {UDP_SOCKET_BUFFER} socket buffers (iperf3 -w)"),
+        Some(max) => println!(
+            "  UDP tests: socket buffers capped at net.core.rmem_max = {max} bytes, below \
+             {UDP_SOCKET_BUFFER}: a starved receiver overflows sooner, UDP figures run low"
+        ),
+    }
     let lab = Lab::new().map_err(|e| format!("tunnel lab: {e}"))?;
     let dir = TempDir::new()?;
     let certs = if chosen
@@ -1468,9 +1475,35 @@ pub(super) fn tcp_rate(
 /// tunnel's queues may still be full and drop it, so the test starts after a pause for them
 /// to drain and runs once more after a hang (the lab's runs showed both hangs as UDP tests
 /// that never started, while echoes through the tunnel still passed).
+/// The UDP tests' socket buffers (iperf3 `-w`, both ends). With the kernel's default
+/// (208 KiB) the server's receive buffer overflows whenever the server waits a millisecond
+/// for a CPU, which on a 2-vCPU lab running four busy processes is most of the time: the
+/// figure then measures the scheduler. 4 MiB absorbs that; high-rate UDP receivers ask for
+/// as much (quic-go asks for 7 MiB). The kernel caps it at `net.core.rmem_max`.
+const UDP_SOCKET_BUFFER: &str = "4M";
+const UDP_SOCKET_BUFFER_BYTES: u64 = 4 << 20;
+
+/// `net.core.rmem_max` when it caps [`UDP_SOCKET_BUFFER`] (a global sysctl, left alone).
+fn udp_buffer_capped() -> Option<u64> {
+    let max: u64 = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (max < UDP_SOCKET_BUFFER_BYTES).then_some(max)
+}
+
 fn udp_rate(lab: &Lab, tools: &Tools, seconds: u32, size: usize) -> Result<f64, String> {
     let payload = (size - 28).to_string();
-    let args = ["-u".into(), "-b".into(), "0".into(), "-l".into(), payload];
+    let args = [
+        "-u".into(),
+        "-b".into(),
+        "0".into(),
+        "-l".into(),
+        payload,
+        "-w".into(),
+        UDP_SOCKET_BUFFER.into(),
+    ];
     std::thread::sleep(Duration::from_millis(300));
     let report = iperf3(lab, tools, seconds, &args).or_else(|e| {
         if e.contains("did not finish") {
