@@ -49,6 +49,8 @@ pub fn run(
         .spawn(move || read_lines(BufReader::new(file), &sender))
         .map_err(|error| CliError::Usage(format!("cannot start the FIFO reader: {error}")))?;
     let mut follower = RoleFollower::new(RoleFollower::instance_for(name));
+    // A daemon that stays down would otherwise fill keepalived's log once a second.
+    let mut last_failure = String::new();
     let say = |err: &mut dyn Write, text: std::fmt::Arguments<'_>| {
         let _ = writeln!(err, "warpline ha follow-keepalived {name}: {text}");
     };
@@ -86,10 +88,19 @@ pub fn run(
             match control_request(name, control_socket.clone(), &request) {
                 Ok(Response::Ha(status)) => {
                     follower.applied(role);
+                    last_failure.clear();
                     say(err, format_args!("now {}", status.role));
                 }
-                Ok(_) => say(err, format_args!("the gateway sent no HA state; retrying")),
-                Err(error) => say(err, format_args!("{role:?} failed ({error}); retrying")),
+                outcome => {
+                    let failure = match outcome {
+                        Err(error) => format!("{role:?} failed ({error})"),
+                        Ok(_) => format!("{role:?}: the gateway sent no HA state"),
+                    };
+                    if failure != last_failure {
+                        say(err, format_args!("{failure}; retrying every second"));
+                        last_failure = failure;
+                    }
+                }
             }
         }
         if closed {
