@@ -55,9 +55,15 @@ pub fn run(
         let _ = writeln!(err, "warpline ha follow-keepalived {name}: {text}");
     };
     loop {
+        // A reader thread gone without a word (it cannot, short of a panic) is a closed FIFO
+        // too: never spin on a dead channel.
         let first = match follower.pending() {
-            Some(_) => events.recv_timeout(RETRY_AFTER).ok(),
-            None => events.recv().ok(),
+            Some(_) => match events.recv_timeout(RETRY_AFTER) {
+                Ok(event) => Some(event),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => Some(FifoEvent::Closed(None)),
+            },
+            None => Some(events.recv().unwrap_or(FifoEvent::Closed(None))),
         };
         let mut closed = false;
         // Everything already queued is fed before acting: the latest transition wins.
