@@ -236,10 +236,14 @@ pub fn run(options: &Options) -> Result<(), String> {
     println!("  tools: {}", tools.versions());
     println!("  load average at start: {}", load_average());
     match udp_buffer_capped() {
-        None => println!("  UDP tests: {UDP_SOCKET_BUFFER} socket buffers (iperf3 -w)"),
+        None => println!(
+            "  UDP tests: {} MiB socket buffers (iperf3 -w)",
+            UDP_SOCKET_BUFFER >> 20
+        ),
         Some(max) => println!(
             "  UDP tests: socket buffers capped at net.core.rmem_max = {max} bytes, below \
-             {UDP_SOCKET_BUFFER}: a starved receiver overflows sooner, UDP figures run low"
+             {} MiB: a starved receiver overflows sooner, UDP figures run low",
+            UDP_SOCKET_BUFFER >> 20
         ),
     }
     let lab = Lab::new().map_err(|e| format!("tunnel lab: {e}"))?;
@@ -1480,8 +1484,7 @@ pub(super) fn tcp_rate(
 /// for a CPU, which on a 2-vCPU lab running four busy processes is most of the time: the
 /// figure then measures the scheduler. 4 MiB absorbs that; high-rate UDP receivers ask for
 /// as much (quic-go asks for 7 MiB). The kernel caps it at `net.core.rmem_max`.
-const UDP_SOCKET_BUFFER: &str = "4M";
-const UDP_SOCKET_BUFFER_BYTES: u64 = 4 << 20;
+const UDP_SOCKET_BUFFER: u64 = 4 << 20;
 
 /// `net.core.rmem_max` when it caps [`UDP_SOCKET_BUFFER`] (a global sysctl, left alone).
 fn udp_buffer_capped() -> Option<u64> {
@@ -1490,7 +1493,7 @@ fn udp_buffer_capped() -> Option<u64> {
         .trim()
         .parse()
         .ok()?;
-    (max < UDP_SOCKET_BUFFER_BYTES).then_some(max)
+    (max < UDP_SOCKET_BUFFER).then_some(max)
 }
 
 fn udp_rate(lab: &Lab, tools: &Tools, seconds: u32, size: usize) -> Result<f64, String> {
@@ -1502,7 +1505,7 @@ fn udp_rate(lab: &Lab, tools: &Tools, seconds: u32, size: usize) -> Result<f64, 
         "-l".into(),
         payload,
         "-w".into(),
-        UDP_SOCKET_BUFFER.into(),
+        UDP_SOCKET_BUFFER.to_string(),
     ];
     std::thread::sleep(Duration::from_millis(300));
     let report = iperf3(lab, tools, seconds, &args).or_else(|e| {

@@ -2,7 +2,7 @@
 //!
 //! keepalived starts this as its `vrrp_notify_fifo_script` and writes one line per state
 //! transition. A reader thread hands lines over; the main loop coalesces whatever has arrived
-//! (only the latest transition matters, [`RoleFollower`]) and sends one promote or demote.
+//! (only the latest transition matters) and sends one promote or demote.
 //! A refused or failed request (the daemon restarting) is retried every second until it
 //! works or a newer transition replaces it. keepalived sends SIGTERM before its final STOP
 //! lines, so SIGTERM is ignored: the follower ends when keepalived closes the FIFO.
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::{CliError, control_request};
 use crate::ctl::{Request, Response};
-use crate::ha::{MAX_FIFO_LINE, RoleFollower, WantedRole};
+use crate::ha::{MAX_FIFO_LINE, WantedRole, instance_for, wanted_role};
 
 /// How long a failed promote or demote waits before the next try.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -48,7 +48,9 @@ pub fn run(
         .name("fifo-reader".into())
         .spawn(move || read_lines(BufReader::new(file), &sender))
         .map_err(|error| CliError::Usage(format!("cannot start the FIFO reader: {error}")))?;
-    let mut follower = RoleFollower::new(RoleFollower::instance_for(name));
+    let instance = instance_for(name);
+    // The role keepalived last asked for and the gateway has not taken yet.
+    let mut pending: Option<WantedRole> = None;
     // A daemon that stays down would otherwise fill keepalived's log once a second.
     let mut last_failure = String::new();
     let say = |err: &mut dyn Write, text: std::fmt::Arguments<'_>| {
@@ -57,7 +59,7 @@ pub fn run(
     loop {
         // A reader thread gone without a word (it cannot, short of a panic) is a closed FIFO
         // too: never spin on a dead channel.
-        let first = match follower.pending() {
+        let first = match pending {
             Some(_) => match events.recv_timeout(RETRY_AFTER) {
                 Ok(event) => Some(event),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -72,11 +74,11 @@ pub fn run(
             .chain(std::iter::from_fn(|| events.try_recv().ok()))
         {
             match event {
-                FifoEvent::Line(line) => {
-                    if let Err(error) = follower.feed(&line) {
-                        say(err, format_args!("ignored: {error}"));
-                    }
-                }
+                FifoEvent::Line(line) => match wanted_role(&line, &instance) {
+                    Ok(Some(role)) => pending = Some(role),
+                    Ok(None) => {}
+                    Err(error) => say(err, format_args!("ignored: {error}")),
+                },
                 FifoEvent::Unreadable(why) => say(err, format_args!("ignored a line: {why}")),
                 FifoEvent::Closed(error) => {
                     if let Some(error) = error {
@@ -86,14 +88,14 @@ pub fn run(
                 }
             }
         }
-        if let Some(role) = follower.pending() {
+        if let Some(role) = pending {
             let request = match role {
                 WantedRole::Active => Request::HaPromote,
                 WantedRole::Standby => Request::HaDemote,
             };
             match control_request(name, control_socket.clone(), &request) {
                 Ok(Response::Ha(status)) => {
-                    follower.applied(role);
+                    pending = None;
                     last_failure.clear();
                     say(err, format_args!("now {}", status.role));
                 }

@@ -38,7 +38,7 @@ pub use cluster::{
 };
 pub use election::Election;
 pub use epoch::{CounterEpoch, EpochError, MAX_NODES};
-pub use keepalived::{FifoLineError, MAX_FIFO_LINE, RoleFollower, WantedRole};
+pub use keepalived::{FifoLineError, MAX_FIFO_LINE, WantedRole, instance_for, wanted_role};
 pub use pools::{PoolRoutes, RouteChanges};
 pub use record::{RECORD_VERSION, RecordError, SessionRecord, SessionSlot};
 pub use sync::{NOISE_PROTOCOL, SYNC_VERSION, SyncChannel, SyncError, SyncMessage};
