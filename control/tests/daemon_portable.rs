@@ -68,6 +68,8 @@ struct Pair {
     key_a: PrivateKey,
     key_b: PrivateKey,
     name_a: String,
+    /// A's end of the WAN veth.
+    wan_a: String,
     dir: PathBuf,
     daemon_a: Daemon,
     daemon_b: Daemon,
@@ -122,6 +124,7 @@ fn two_gateways_with(extra_a: &str, extra_b: &str, peer_extra: &str) -> Pair {
         key_a,
         key_b,
         name_a,
+        wan_a: veth.a.name.clone(),
         dir,
         daemon_a,
         daemon_b,
@@ -164,6 +167,7 @@ fn two_gateways_carry_udp_through_the_tunnel() {
         dir,
         mut daemon_a,
         mut daemon_b,
+        ..
     } = two_gateways("MetricsAddress = 127.0.0.1:9586", "");
 
     // B echoes UDP on its tunnel address; A sends through the tunnel and checks the echo.
@@ -438,4 +442,103 @@ fn rekeying_under_traffic(interface_extra: &str, peer_extra: &str) -> Option<Pai
         sent - received
     );
     Some(pair)
+}
+
+/// The kernel socket's offload counters and drops of a daemon (its last worker in `show`).
+fn offload_counters(daemon: &Daemon) -> std::collections::HashMap<String, u64> {
+    let Response::Show(snapshot) = ctl::request(&daemon.socket, &Request::Show).unwrap() else {
+        panic!("no snapshot");
+    };
+    let socket_worker = snapshot.workers.last().expect("the kernel socket's worker");
+    let counters = socket_worker.counters.iter();
+    counters.chain(&socket_worker.drops).cloned().collect()
+}
+
+/// Sends `bytes` of a numbered pattern over TCP from A's tunnel address to B's, through the
+/// two portable gateways; B checks every byte. Returns what B received.
+fn bulk_tcp(a: &Host, b: &Host, bytes: usize) -> usize {
+    use std::io::{Read, Write};
+    let listener = b.run(|| std::net::TcpListener::bind("10.88.0.2:9100").expect("listen on B"));
+    let receiver = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut buf = vec![0u8; 65_536];
+        let mut received = 0usize;
+        loop {
+            let len = stream.read(&mut buf).expect("read through the tunnel");
+            if len == 0 {
+                return received;
+            }
+            for (offset, byte) in buf[..len].iter().enumerate() {
+                let at = received + offset;
+                assert_eq!(*byte, (at % 251) as u8, "byte {at} changed in the tunnel");
+            }
+            received += len;
+        }
+    });
+    a.run(|| {
+        let mut stream = std::net::TcpStream::connect_timeout(
+            &"10.88.0.2:9100".parse().unwrap(),
+            Duration::from_secs(10),
+        )
+        .expect("connect through the tunnel");
+        stream
+            .set_write_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let pattern: Vec<u8> = (0..bytes).map(|at| (at % 251) as u8).collect();
+        stream
+            .write_all(&pattern)
+            .expect("write through the tunnel");
+    });
+    receiver.join().expect("B's receiver")
+}
+
+/// Bulk TCP between portable gateways moves in UDP GSO runs out of A, UDP GRO receives into
+/// B and coalesced TUN writes on B, byte for byte; and when the kernel refuses a run (here a
+/// WAN MTU too small for its segments), A sends it one datagram at a time and the stream
+/// goes on.
+#[test]
+fn bulk_tcp_between_portable_gateways_uses_udp_gso_and_gro() {
+    if let Err(reason) = require_root() {
+        println!("skipping: {reason}");
+        return;
+    }
+    let mut pair = two_gateways("", "");
+    const BYTES: usize = 24 << 20;
+    assert_eq!(bulk_tcp(&pair.a, &pair.b, BYTES), BYTES);
+    let a = offload_counters(&pair.daemon_a);
+    let b = offload_counters(&pair.daemon_b);
+    assert!(a["udp_gso_sends"] > 0, "A sent no GSO run: {a:?}");
+    assert!(
+        a["udp_gso_datagrams"] >= 4 * a["udp_gso_sends"],
+        "A's runs are short: {a:?}"
+    );
+    assert_eq!(a["udp_gso_fallbacks"], 0, "{a:?}");
+    assert!(b["udp_gro_receives"] > 0, "B received no GRO batch: {b:?}");
+    assert!(b["tun_gso_writes"] > 0, "B wrote no coalesced frame: {b:?}");
+
+    // A WAN MTU below the tunnel's datagrams (1,400 against 1,480): the kernel refuses a GSO
+    // run whose segments it would have to fragment, so each run goes again datagram by
+    // datagram (fragmented, as before GSO) and the stream goes on.
+    let wan_a = pair.wan_a.clone();
+    pair.a
+        .netlink(|netlink| {
+            let index = netlink.link_by_name(&wan_a)?.index;
+            netlink.set_mtu(index, 1400)
+        })
+        .expect("lower A's WAN MTU");
+    const MORE: usize = 4 << 20;
+    assert_eq!(bulk_tcp(&pair.a, &pair.b, MORE), MORE);
+    let after = offload_counters(&pair.daemon_a);
+    assert!(
+        after["udp_gso_fallbacks"] > 0,
+        "no run was refused: {after:?}"
+    );
+    assert!(!after.contains_key("UDP send failed"), "{after:?}");
+
+    stop(&mut pair.daemon_a);
+    stop(&mut pair.daemon_b);
+    let _ = std::fs::remove_dir_all(&pair.dir);
 }

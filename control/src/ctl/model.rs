@@ -85,7 +85,7 @@ pub struct WorkerSnapshot {
     /// Dropped packets by reason (`replay`, `bad tag`, ...), in the worker's order.
     pub drops: Vec<(String, u64)>,
     /// Every worker counter by name (frames per socket, packets handed to the kernel, ...);
-    /// empty for the kernel socket's pseudo-worker.
+    /// for the kernel socket's pseudo-worker, its offloads (UDP GSO/GRO, TUN GSO writes).
     #[serde(default)]
     pub counters: Vec<(String, u64)>,
 }

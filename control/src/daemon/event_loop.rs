@@ -17,7 +17,9 @@ use warpline_dataplane::tun::SCRATCH_LEN;
 
 use super::DaemonError;
 use super::data_plane::DataPlane;
+use super::gso_batch::{GsoBatch, Route, Run};
 use super::interface::Interface;
+use super::portable_io::{TunWriter, UdpSender};
 use super::snapshot::{self, LoopCounters};
 use crate::config::Config;
 use crate::ctl::protocol::{Request, Response};
@@ -267,7 +269,10 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
     let mut counters = LoopCounters::default();
     let mut datagram = vec![0u8; 65536];
     let mut scratch = vec![0u8; SCRATCH_LEN];
-    let mut sealed = vec![0u8; 65536 + 64];
+    let mut batch = GsoBatch::new();
+    let mut sender = UdpSender::new(&udp, when_gone);
+    let mut tun_writer = TunWriter::new(&interface.queue);
+    super::portable_io::enable_gro(&udp);
     // In XDP mode the workers own the TUN queues; the loop only writes (kernel-path packets).
     let fds_both = [udp.as_raw_fd(), interface.queue.as_fd().as_raw_fd()];
     let fds = if data_plane.is_some() {
@@ -295,50 +300,60 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
         let now = Time::from_duration(start.elapsed());
 
         for _ in 0..BUDGET {
-            let (len, from, local) = match super::sticky_source::recv(&udp, &mut datagram) {
+            let received = match super::sticky_source::recv(&udp, &mut datagram) {
                 Ok(received) => received,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e.into()),
             };
-            let from = canonical(from);
-            counters.rx_packets += 1;
-            if let Some(ha) = &mut ha {
-                ha.before_inbound(now, &datagram[..len], tunnel.node_mut());
+            let (from, local) = (canonical(received.from), received.local);
+            if received.segment.is_some() {
+                counters.offloads.gro_receives += 1;
             }
-            match tunnel.inbound(now, from, &mut datagram[..len]) {
-                Ok(Some(packet)) => {
-                    if let Err(e) = interface.queue.write_packet(packet) {
-                        tracing::debug!("TUN write failed: {e}");
-                    }
-                    locals.learn(from, local);
+            for range in received.datagrams() {
+                let datagram = &mut datagram[range];
+                counters.rx_packets += 1;
+                if received.segment.is_some() {
+                    counters.offloads.gro_datagrams += 1;
                 }
-                Ok(None) => locals.learn(from, local),
-                Err(reason) => *counters.drops.entry(reason).or_default() += 1,
+                if let Some(ha) = &mut ha {
+                    ha.before_inbound(now, datagram, tunnel.node_mut());
+                }
+                match tunnel.inbound(now, from, datagram) {
+                    Ok(Some(packet)) => {
+                        tun_writer.write(&interface.queue, packet, &mut counters.offloads);
+                        locals.learn(from, local);
+                    }
+                    Ok(None) => locals.learn(from, local),
+                    Err(reason) => *counters.drops.entry(reason).or_default() += 1,
+                }
             }
         }
+        tun_writer.flush(&interface.queue, &mut counters.offloads);
 
         for _ in 0..BUDGET {
             if data_plane.is_some() {
                 break;
             }
+            let LoopCounters {
+                tx_packets,
+                drops,
+                offloads,
+                ..
+            } = &mut counters;
+            let mut send = |run: Run<'_>| *tx_packets += sender.send(&udp, &run, offloads);
             let read = interface.queue.read_packets(&mut scratch, |packet| {
-                match tunnel.outbound(now, packet, &mut sealed) {
+                let sealed = batch.tail(&mut send);
+                match tunnel.outbound(now, packet, sealed) {
                     Ok(Some((to, len))) => {
                         let source = locals.for_remote(to);
-                        if super::sticky_source::send(
-                            &udp,
-                            &sealed[..len],
-                            outgoing(v6, to),
+                        let route = Route {
+                            to: outgoing(v6, to),
                             source,
-                            when_gone,
-                        )
-                        .is_ok()
-                        {
-                            counters.tx_packets += 1;
-                        }
+                        };
+                        batch.commit(len, route, &mut send);
                     }
                     Ok(None) => {}
-                    Err(reason) => *counters.drops.entry(reason).or_default() += 1,
+                    Err(reason) => *drops.entry(reason).or_default() += 1,
                 }
             });
             match read {
@@ -347,6 +362,7 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
                 Err(e) => return Err(e.into()),
             }
         }
+        batch.flush(|run| counters.tx_packets += sender.send(&udp, &run, &mut counters.offloads));
 
         if let Some(data_plane) = &mut data_plane {
             if data_plane.worker_failed() {

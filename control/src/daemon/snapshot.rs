@@ -18,6 +18,8 @@ pub struct LoopCounters {
     pub tx_packets: u64,
     /// Drops by reason.
     pub drops: HashMap<TunnelDrop, u64>,
+    /// What the socket and TUN offloads did.
+    pub offloads: super::portable_io::OffloadCounters,
 }
 
 /// What the event loop knows of each peer beyond the node's state.
@@ -86,6 +88,7 @@ pub fn workers(
         .drops
         .iter()
         .map(|(reason, count)| (reason.to_string(), *count))
+        .chain(counters.offloads.drops())
         .collect();
     drops.sort();
     // Not a drop, but where handshakes went under load: answered with a cookie, no DH.
@@ -102,7 +105,7 @@ pub fn workers(
         rx_packets: counters.rx_packets,
         tx_packets: counters.tx_packets,
         drops,
-        counters: Vec::new(),
+        counters: counters.offloads.named(),
     });
     workers
 }

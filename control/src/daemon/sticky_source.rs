@@ -5,6 +5,11 @@
 //! (`IP_PKTINFO` / `IPV6_RECVPKTINFO`), and sends name it again (`IP_PKTINFO` /
 //! `IPV6_PKTINFO`; on a dual-stack socket, IPv4 sources travel as mapped addresses, which
 //! Linux accepts for IPv4 destinations).
+//!
+//! The same control messages carry UDP segmentation offload both ways (see
+//! [`super::gso_batch`]): a send may name a segment size (`UDP_SEGMENT`) so one call carries
+//! many equal datagrams, and with `UDP_GRO` on, a receive may return several datagrams of
+//! one sender back to back with their size in a `UDP_GRO` message.
 
 use std::collections::HashMap;
 use std::io;
@@ -16,8 +21,9 @@ use std::os::fd::AsRawFd;
 /// filled only after authenticated packets, so this bounds it against nothing but growth).
 const MAX_REMEMBERED: usize = 65_536;
 
-/// Room for the control messages a datagram brings (one pktinfo of either family).
-const CONTROL_LEN: usize = 64;
+/// Room for the control messages a datagram brings or a send names: one pktinfo of either
+/// family (40 bytes with its header) and one 16-bit or 32-bit segment size (24).
+const CONTROL_LEN: usize = 128;
 /// `sizeof(struct cmsghdr)` and the alignment of what follows it, as glibc lays them out:
 /// `size_t cmsg_len; int cmsg_level; int cmsg_type;`.
 const WORD: usize = size_of::<usize>();
@@ -127,30 +133,53 @@ fn empty_header() -> libc::msghdr {
     unsafe { zeroed() }
 }
 
-/// The local address in the pktinfo control message among `control`, if there is one.
-fn local_address_in(control: &[u8]) -> Option<IpAddr> {
+/// What a received datagram's control messages say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ControlFacts {
+    /// The local address it was sent to (pktinfo).
+    local: Option<IpAddr>,
+    /// With `UDP_GRO`: the size of each datagram in a receive that holds several.
+    segment: Option<usize>,
+}
+
+/// Reads the pktinfo and `UDP_GRO` control messages among `control`.
+fn control_facts(control: &[u8]) -> ControlFacts {
+    let mut facts = ControlFacts::default();
     let mut rest = control;
-    let mut local = None;
     while rest.len() >= CMSG_HEADER {
-        let len = usize::from_ne_bytes(rest[..WORD].try_into().ok()?);
-        let level = i32::from_ne_bytes(rest[WORD..WORD + 4].try_into().ok()?);
-        let kind = i32::from_ne_bytes(rest[WORD + 4..WORD + 8].try_into().ok()?);
+        let word = |at: usize| rest[at..at + 4].try_into().map(i32::from_ne_bytes);
+        let (Ok(len), Ok(level), Ok(kind)) = (
+            rest[..WORD].try_into().map(usize::from_ne_bytes),
+            word(WORD),
+            word(WORD + 4),
+        ) else {
+            break;
+        };
         if len < CMSG_HEADER || len > rest.len() {
             break;
         }
         let data = &rest[CMSG_HEADER..len];
         if level == libc::IPPROTO_IP && kind == libc::IP_PKTINFO && data.len() >= IN_PKTINFO_LEN {
-            let octets: [u8; 4] = data[8..12].try_into().ok()?;
-            local = Some(IpAddr::V4(Ipv4Addr::from(octets)));
+            let octets = [data[8], data[9], data[10], data[11]];
+            facts.local = Some(IpAddr::V4(Ipv4Addr::from(octets)));
         } else if level == libc::IPPROTO_IPV6
             && kind == libc::IPV6_PKTINFO
+            && let Some(octets) = data.get(..16).and_then(|o| <[u8; 16]>::try_from(o).ok())
             && data.len() >= IN6_PKTINFO_LEN
         {
-            let address = Ipv6Addr::from(<[u8; 16]>::try_from(&data[..16]).ok()?);
-            local = Some(match address.to_ipv4_mapped() {
+            let address = Ipv6Addr::from(octets);
+            facts.local = Some(match address.to_ipv4_mapped() {
                 Some(v4) => IpAddr::V4(v4),
                 None => IpAddr::V6(address),
             });
+        } else if level == libc::SOL_UDP
+            && kind == libc::UDP_GRO
+            && let Some(size) = data.get(..4).and_then(|s| <[u8; 4]>::try_from(s).ok())
+        {
+            // The kernel writes an int; a size of 0 would not split anything.
+            facts.segment = usize::try_from(i32::from_ne_bytes(size))
+                .ok()
+                .filter(|&size| size > 0);
         }
         let step = len.next_multiple_of(WORD);
         if step >= rest.len() {
@@ -158,7 +187,28 @@ fn local_address_in(control: &[u8]) -> Option<IpAddr> {
         }
         rest = &rest[step..];
     }
-    local
+    facts
+}
+
+/// Appends one control message to `control` at `at`; the aligned end of what is written,
+/// or `None` when it does not fit.
+fn put_control(
+    control: &mut [u8; CONTROL_LEN],
+    at: usize,
+    level: i32,
+    kind: i32,
+    data: &[u8],
+) -> Option<usize> {
+    let len = CMSG_HEADER + data.len();
+    let end = at + len;
+    if end.next_multiple_of(WORD) > CONTROL_LEN {
+        return None;
+    }
+    control[at..at + WORD].copy_from_slice(&len.to_ne_bytes());
+    control[at + WORD..at + WORD + 4].copy_from_slice(&level.to_ne_bytes());
+    control[at + WORD + 4..at + WORD + 8].copy_from_slice(&kind.to_ne_bytes());
+    control[at + CMSG_HEADER..end].copy_from_slice(data);
+    Some(end.next_multiple_of(WORD))
 }
 
 /// Writes one pktinfo control message naming `source` for a datagram to `to`; its length,
@@ -185,16 +235,36 @@ fn source_control(
         }
         (SocketAddr::V4(_), IpAddr::V6(_)) => return None,
     };
-    let len = CMSG_HEADER + data.len();
-    control[..WORD].copy_from_slice(&len.to_ne_bytes());
-    control[WORD..WORD + 4].copy_from_slice(&level.to_ne_bytes());
-    control[WORD + 4..WORD + 8].copy_from_slice(&kind.to_ne_bytes());
-    control[CMSG_HEADER..len].copy_from_slice(&data);
-    Some(len.next_multiple_of(WORD))
+    put_control(control, 0, level, kind, &data)
 }
 
-/// Receives one datagram: its length, sender, and the local address it was sent to.
-pub fn recv(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, Option<IpAddr>)> {
+/// One receive from the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Bytes received.
+    pub len: usize,
+    /// The sender.
+    pub from: SocketAddr,
+    /// The local address the datagram was sent to, when the kernel said.
+    pub local: Option<IpAddr>,
+    /// With `UDP_GRO` on: the size of each datagram when the receive holds several back to
+    /// back (the last may be shorter); `None` for a single datagram.
+    pub segment: Option<usize>,
+}
+
+impl Received {
+    /// The datagrams in `buf[..len]`: one, or the GRO segments.
+    /// An empty datagram is one (empty) range, so it is judged and counted like any other.
+    pub fn datagrams(&self) -> impl Iterator<Item = std::ops::Range<usize>> + use<> {
+        let len = self.len;
+        let step = self.segment.unwrap_or(len).max(1);
+        let count = len.div_ceil(step).max(1);
+        (0..count).map(move |i| i * step..((i + 1) * step).min(len))
+    }
+}
+
+/// Receives one datagram, or with `UDP_GRO` on several of one sender (see [`Received`]).
+pub fn recv(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
     let mut name = RawAddress::empty();
     let mut control = [0u8; CONTROL_LEN];
     let mut iov = libc::iovec {
@@ -218,11 +288,14 @@ pub fn recv(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr
         .to_socket_address()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "datagram without a sender"))?;
     let control_len = header.msg_controllen.min(CONTROL_LEN);
-    Ok((
-        len as usize,
+    let facts = control_facts(&control[..control_len]);
+    let len = (len as usize).min(buf.len());
+    Ok(Received {
+        len,
         from,
-        local_address_in(&control[..control_len]),
-    ))
+        local: facts.local,
+        segment: facts.segment.filter(|&segment| segment < len),
+    })
 }
 
 /// What to do when the remembered source address is no longer ours.
@@ -249,6 +322,67 @@ pub fn send(
     let Some(control_len) = local.and_then(|local| source_control(&mut control, to, local)) else {
         return socket.send_to(payload, to);
     };
+    send_with_control(socket, payload, to, &control[..control_len]).or_else(|error| {
+        // The address went away (ENETUNREACH, EINVAL, EADDRNOTAVAIL).
+        match when_gone {
+            WhenGone::KernelChoice => socket.send_to(payload, to),
+            WhenGone::Drop => Err(error),
+        }
+    })
+}
+
+/// Sends `payload` as datagrams of `segment` bytes each (the last may be shorter) in one
+/// call (`UDP_SEGMENT`), from `local` when known. No fallback here: on any error the caller
+/// sends the datagrams one by one with [`send`], which also knows what to do when `local`
+/// is gone.
+pub fn send_segments(
+    socket: &UdpSocket,
+    payload: &[u8],
+    segment: u16,
+    to: SocketAddr,
+    local: Option<IpAddr>,
+) -> io::Result<usize> {
+    let mut control = [0u8; CONTROL_LEN];
+    let at = local
+        .and_then(|local| source_control(&mut control, to, local))
+        .unwrap_or(0);
+    let end = put_control(
+        &mut control,
+        at,
+        libc::SOL_UDP,
+        libc::UDP_SEGMENT,
+        &segment.to_ne_bytes(),
+    )
+    .ok_or_else(|| io::Error::other("control messages do not fit"))?;
+    send_with_control(socket, payload, to, &control[..end])
+}
+
+/// Asks the kernel to hand several datagrams of one sender over in one receive (`UDP_GRO`).
+pub fn enable_gro(socket: &UdpSocket) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: the option value is a live c_int of the length passed; the fd is open.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            std::ptr::from_ref(&one).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn send_with_control(
+    socket: &UdpSocket,
+    payload: &[u8],
+    to: SocketAddr,
+    control: &[u8],
+) -> io::Result<usize> {
     let (mut name, name_len) = RawAddress::from_socket_address(to);
     let mut iov = libc::iovec {
         iov_base: payload.as_ptr().cast_mut().cast(),
@@ -259,18 +393,13 @@ pub fn send(
     header.msg_namelen = name_len;
     header.msg_iov = &mut iov;
     header.msg_iovlen = 1;
-    header.msg_control = control.as_mut_ptr().cast();
-    header.msg_controllen = control_len;
+    header.msg_control = control.as_ptr().cast_mut().cast();
+    header.msg_controllen = control.len();
     // SAFETY: every pointer in `header` refers to a live buffer of the stated length; the
     // kernel only reads them.
     let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &header, 0) };
     if sent < 0 {
-        // The address went away (ENETUNREACH, EINVAL, EADDRNOTAVAIL).
-        let error = io::Error::last_os_error();
-        return match when_gone {
-            WhenGone::KernelChoice => socket.send_to(payload, to),
-            WhenGone::Drop => Err(error),
-        };
+        return Err(io::Error::last_os_error());
     }
     Ok(sent as usize)
 }
@@ -315,7 +444,9 @@ mod tests {
             let client = UdpSocket::bind("127.0.0.1:0").unwrap();
             client.send_to(b"hello", ("127.0.0.7", port)).unwrap();
             let mut buf = [0u8; 16];
-            let (len, from, local) = loop {
+            let Received {
+                len, from, local, ..
+            } = loop {
                 match recv(&server, &mut buf) {
                     Ok(got) => break got,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
