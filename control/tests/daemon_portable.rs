@@ -454,6 +454,18 @@ fn offload_counters(daemon: &Daemon) -> std::collections::HashMap<String, u64> {
     counters.chain(&socket_worker.drops).cloned().collect()
 }
 
+/// Datagrams the kernel socket's worker sent.
+fn socket_worker_tx(daemon: &Daemon) -> u64 {
+    let Response::Show(snapshot) = ctl::request(&daemon.socket, &Request::Show).unwrap() else {
+        panic!("no snapshot");
+    };
+    snapshot
+        .workers
+        .last()
+        .expect("the kernel socket's worker")
+        .tx_packets
+}
+
 /// Sends `bytes` of a numbered pattern over TCP from A's tunnel address to B's, through the
 /// two portable gateways; B checks every byte. Returns what B received.
 fn bulk_tcp(a: &Host, b: &Host, bytes: usize) -> usize {
@@ -530,8 +542,19 @@ fn bulk_tcp_between_portable_gateways_uses_udp_gso_and_gro() {
         })
         .expect("lower A's WAN MTU");
     const MORE: usize = 4 << 20;
+    let sent_before = socket_worker_tx(&pair.daemon_a);
     assert_eq!(bulk_tcp(&pair.a, &pair.b, MORE), MORE);
     let after = offload_counters(&pair.daemon_a);
+    // Every segment of the stream left as a datagram of its own, none in a GSO run.
+    let sent = socket_worker_tx(&pair.daemon_a) - sent_before;
+    assert!(
+        sent as usize >= MORE / 1420,
+        "only {sent} datagrams for {MORE} bytes"
+    );
+    assert_eq!(
+        after["udp_gso_datagrams"], a["udp_gso_datagrams"],
+        "{after:?}"
+    );
     assert!(
         after["udp_gso_fallbacks"] > 0,
         "no run was refused: {after:?}"

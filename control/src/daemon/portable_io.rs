@@ -69,12 +69,21 @@ impl OffloadCounters {
     }
 }
 
+/// Runs sent one datagram at a time after a refusal before GSO is tried again for their
+/// size: the path may have changed (a route, an MTU).
+const RETRY_AFTER_RUNS: u32 = 1024;
+
 /// Sends runs of sealed datagrams on the kernel socket.
 #[derive(Debug)]
 pub struct UdpSender {
     when_gone: WhenGone,
     /// Whether runs go out in one `UDP_SEGMENT` send.
     gso: bool,
+    /// The smallest datagram size of a run the kernel refused (other than for good, `EIO`):
+    /// usually a path MTU below the datagrams, which the kernel would have to fragment.
+    /// Runs of at least this size skip the doomed GSO attempt until the retry.
+    refused_segment: Option<usize>,
+    runs_since_refusal: u32,
 }
 
 impl UdpSender {
@@ -84,7 +93,30 @@ impl UdpSender {
         if !gso {
             tracing::info!("the kernel has no UDP GSO: datagrams are sent one at a time");
         }
-        Self { when_gone, gso }
+        Self {
+            when_gone,
+            gso,
+            refused_segment: None,
+            runs_since_refusal: 0,
+        }
+    }
+
+    /// Whether to try `run` with GSO.
+    fn try_gso(&mut self, run: &Run<'_>) -> bool {
+        if !self.gso || run.count < 2 {
+            return false;
+        }
+        match self.refused_segment {
+            Some(refused) if run.segment >= refused => {
+                self.runs_since_refusal += 1;
+                if self.runs_since_refusal < RETRY_AFTER_RUNS {
+                    return false;
+                }
+                self.refused_segment = None;
+                true
+            }
+            _ => true,
+        }
     }
 
     /// Sends `run`: in one call when it holds several datagrams and GSO works, else one
@@ -96,8 +128,7 @@ impl UdpSender {
         counters: &mut OffloadCounters,
     ) -> u64 {
         let Route { to, source } = run.route;
-        if run.count > 1
-            && self.gso
+        if self.try_gso(run)
             && let Ok(segment) = u16::try_from(run.segment)
         {
             match sticky_source::send_segments(socket, run.bytes, segment, to, source) {
@@ -110,8 +141,16 @@ impl UdpSender {
                     counters.udp_send_errors += run.count as u64;
                     return 0;
                 }
+                // Sent again one by one below. Should the kernel have sent part of the run
+                // before failing (a device error mid-list), the peer drops the repeats as
+                // replays: their counters are the same.
                 Err(error) => {
                     counters.gso_fallbacks += 1;
+                    self.runs_since_refusal = 0;
+                    self.refused_segment = Some(
+                        self.refused_segment
+                            .map_or(run.segment, |r| r.min(run.segment)),
+                    );
                     if error.raw_os_error() == Some(libc::EIO) {
                         // The egress device cannot checksum a GSO send (or IPsec is in the
                         // way): it will not get better for this socket.
@@ -185,31 +224,42 @@ impl TunWriter {
     /// Writes `packet`, or keeps it to merge with the next ones; call
     /// [`TunWriter::flush`] before the loop waits.
     pub fn write(&mut self, queue: &TunQueue, packet: &[u8], counters: &mut OffloadCounters) {
-        let result = match &mut self.coalescer {
-            Some(coalescer) => coalescer.push(packet, |header, frame| {
-                queue.write_with_header(header, frame)
-            }),
-            None => queue.write_packet(packet),
-        };
-        self.count(result, counters);
+        match &mut self.coalescer {
+            Some(coalescer) => {
+                let result = coalescer.push(packet, |header, frame| {
+                    queue.write_with_header(header, frame)
+                });
+                Self::count_coalesced(coalescer, result, counters);
+            }
+            None => {
+                if let Err(error) = queue.write_packet(packet) {
+                    counters.tun_write_errors += 1;
+                    tracing::debug!("TUN write failed: {error}");
+                }
+            }
+        }
     }
 
     /// Writes what is being coalesced.
     pub fn flush(&mut self, queue: &TunQueue, counters: &mut OffloadCounters) {
         if let Some(coalescer) = &mut self.coalescer {
             let result = coalescer.flush(|header, frame| queue.write_with_header(header, frame));
-            self.count(result, counters);
+            Self::count_coalesced(coalescer, result, counters);
         }
     }
 
-    fn count(&self, result: io::Result<()>, counters: &mut OffloadCounters) {
+    /// The coalescer counts lost packets itself (a failed GSO frame loses all of them).
+    fn count_coalesced(
+        coalescer: &Coalescer,
+        result: io::Result<()>,
+        counters: &mut OffloadCounters,
+    ) {
         if let Err(error) = result {
-            counters.tun_write_errors += 1;
             tracing::debug!("TUN write failed: {error}");
         }
-        if let Some(coalescer) = &self.coalescer {
-            counters.tun_gso_writes = coalescer.stats().gso_writes;
-        }
+        let stats = coalescer.stats();
+        counters.tun_gso_writes = stats.gso_writes;
+        counters.tun_write_errors = stats.lost;
     }
 }
 
@@ -319,5 +369,19 @@ mod tests {
         assert_eq!(counters.gso_sends, 0);
         assert_eq!(counters.gso_fallbacks, 1);
         assert_eq!(receives, 12, "sent one by one, received one by one");
+        // The refusal is remembered: the next runs of that size skip the doomed attempt...
+        for _ in 1..RETRY_AFTER_RUNS {
+            let (datagrams, _, counters) = round_trip(&socket, &mut sender, 3);
+            check(&datagrams, 3);
+            assert_eq!(counters.gso_fallbacks, 0);
+        }
+        // ...until the retry, which is refused again here.
+        let (datagrams, _, counters) = round_trip(&socket, &mut sender, 3);
+        check(&datagrams, 3);
+        assert_eq!(counters.gso_fallbacks, 1);
+        assert!(
+            sender.gso(),
+            "a refusal other than EIO does not turn GSO off"
+        );
     }
 }

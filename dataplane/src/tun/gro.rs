@@ -66,6 +66,8 @@ pub struct CoalescerStats {
     pub writes: u64,
     /// Writes that carried a GSO frame of several segments.
     pub gso_writes: u64,
+    /// Packets in writes that failed (a failed GSO frame loses all of its packets).
+    pub lost: u64,
 }
 
 /// Merges consecutive TCP segments, or UDP datagrams, of one flow into GSO frames. Owns one
@@ -211,7 +213,8 @@ impl Coalescer {
 
     /// Offers one complete IP packet (checksums filled in). `write` is called with each
     /// frame that is ready: a flushed frame, and this packet itself when it cannot be
-    /// coalesced. Errors from `write` are returned; the frame it failed on is gone.
+    /// coalesced. Errors from `write` are returned; the frame it failed on is gone (its
+    /// packets counted in [`CoalescerStats::lost`]), and this packet is still taken.
     pub fn push<E>(
         &mut self,
         packet: &[u8],
@@ -219,9 +222,13 @@ impl Coalescer {
     ) -> Result<(), E> {
         self.stats.packets += 1;
         let Some(new) = candidate(packet, self.udp) else {
-            self.flush(&mut write)?;
+            let flushed = self.flush(&mut write);
             self.stats.writes += 1;
-            return write(&VnetHeader::NONE, packet);
+            let written = write(&VnetHeader::NONE, packet);
+            if written.is_err() {
+                self.stats.lost += 1;
+            }
+            return flushed.and(written);
         };
         let new_udp = new.tcp.is_none();
         if let Some(frame) = &mut self.frame {
@@ -261,7 +268,8 @@ impl Coalescer {
                 return Ok(());
             }
         }
-        self.flush(&mut write)?;
+        // A failed flush loses that frame only: this packet still starts the next one.
+        let flushed = self.flush(&mut write);
         let len = new.hdr_len + new.payload_len;
         self.buffer[..len].copy_from_slice(&packet[..len]);
         self.len = len;
@@ -276,17 +284,29 @@ impl Coalescer {
             segments: 1,
             closed: flags & TCP_PSH != 0,
         });
-        Ok(())
+        flushed
     }
 
     /// Writes the frame under construction, if any. Call at the end of every batch.
     pub fn flush<E>(
         &mut self,
-        mut write: impl FnMut(&VnetHeader, &[u8]) -> Result<(), E>,
+        write: impl FnMut(&VnetHeader, &[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         let Some(frame) = self.frame.take() else {
             return Ok(());
         };
+        let written = self.write_frame(frame, write);
+        if written.is_err() {
+            self.stats.lost += frame.segments as u64;
+        }
+        written
+    }
+
+    fn write_frame<E>(
+        &mut self,
+        frame: Frame,
+        mut write: impl FnMut(&VnetHeader, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
         let packet = &mut self.buffer[..self.len];
         self.len = 0;
         self.stats.writes += 1;
@@ -578,7 +598,8 @@ mod tests {
                 CoalescerStats {
                     packets: 40,
                     writes: 1,
-                    gso_writes: 1
+                    gso_writes: 1,
+                    lost: 0,
                 }
             );
             // The kernel's view: the same packets again.
@@ -607,6 +628,35 @@ mod tests {
         let mut again = resegment(&frames);
         zero_ipv4_ids(&mut again);
         assert!(again == packets, "round trip");
+    }
+
+    #[test]
+    fn failed_writes_count_every_packet_they_carried_and_lose_nothing_else() {
+        // Frames: 3 segments (closed by the short one), then the SYN alone, then 2 segments.
+        let mut packets = flow(false, 1, &[500, 500, 200], TCP_ACK);
+        packets.push(tcp_packet(false, 9000, b"syn", 0x02));
+        packets.extend(flow(false, 20_000, &[300, 300], TCP_ACK));
+        let mut coalescer = Coalescer::new();
+        let mut calls = 0;
+        let mut written = Vec::new();
+        // The first write (the 3-segment frame) and the second (the SYN) fail.
+        let mut write = |_: &VnetHeader, frame: &[u8]| {
+            calls += 1;
+            if calls <= 2 {
+                return Err("queue full");
+            }
+            written.push(frame.len());
+            Ok(())
+        };
+        let results: Vec<bool> = packets
+            .iter()
+            .map(|packet| coalescer.push(packet, &mut write).is_ok())
+            .collect();
+        assert!(coalescer.flush(&mut write).is_ok());
+        // The SYN's push reports both failures; the packets after it are still taken.
+        assert_eq!(results, [true, true, true, false, true, true]);
+        assert_eq!(coalescer.stats().lost, 4);
+        assert_eq!(written, [52 + 600]);
     }
 
     #[test]

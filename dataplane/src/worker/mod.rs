@@ -382,13 +382,10 @@ impl Worker {
         frames: impl Iterator<Item = (Packet, Verdict)>,
     ) {
         let tun = &self.tun;
-        let write_errors = std::cell::Cell::new(0u64);
-        let mut write = |header: &_, packet: &[u8]| {
-            if tun.write_with_header(header, packet).is_err() {
-                write_errors.set(write_errors.get() + 1);
-            }
-            Ok::<(), ()>(())
-        };
+        let mut write_errors = 0u64;
+        // Failed writes are counted by packet: a lost GSO frame loses all of its packets.
+        let lost_before = state.coalescer.stats().lost;
+        let mut write = |header: &_, packet: &[u8]| tun.write_with_header(header, packet);
         let mut lan = self.lan.as_mut().map(|lan| (lan.mac, lan.next_hops.load()));
         let frame_size = umem.frame_size();
         for (mut packet, verdict) in frames {
@@ -413,13 +410,14 @@ impl Worker {
                         .coalescer
                         .push(&frame[offset..offset + len], &mut write);
                 } else if tun.write_packet(&frame[offset..offset + len]).is_err() {
-                    write_errors.set(write_errors.get() + 1);
+                    write_errors += 1;
                 }
             }
             self.pool.push(packet.into_frame());
         }
         let _ = state.coalescer.flush(&mut write);
-        state.count(WorkerCounter::TunWriteErrors, write_errors.get());
+        write_errors += state.coalescer.stats().lost - lost_before;
+        state.count(WorkerCounter::TunWriteErrors, write_errors);
     }
 
     fn inner_to_wan(&mut self, now: Time, state: &mut LoopState) -> usize {
