@@ -21,6 +21,7 @@ use super::gso_batch::{GsoBatch, Route, Run};
 use super::interface::Interface;
 use super::portable_io::{TunWriter, UdpSender};
 use super::snapshot::{self, LoopCounters};
+use super::sticky_source::set_int_option;
 use crate::config::Config;
 use crate::ctl::protocol::{Request, Response};
 use crate::ctl::server::CtlServer;
@@ -77,17 +78,7 @@ fn bind_udp(port: u16) -> Result<UdpSocket, DaemonError> {
 /// Sets a socket buffer with the first of `options` the kernel accepts.
 fn set_buffer(socket: &UdpSocket, options: [libc::c_int; 2], size: libc::c_int) {
     for option in options {
-        // SAFETY: the option value is a live c_int of the length passed; the fd is open.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                option,
-                std::ptr::from_ref(&size).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
+        if set_int_option(socket, libc::SOL_SOCKET, option, size).is_ok() {
             break;
         }
     }
@@ -119,24 +110,12 @@ fn outgoing(socket_is_v6: bool, to: SocketAddr) -> SocketAddr {
 /// Marks every packet the socket sends (`SO_MARK`), so policy routing keeps the tunnel's own
 /// packets out of the tunnel.
 fn set_mark(socket: &UdpSocket, mark: u32) -> Result<(), DaemonError> {
-    // SAFETY: the option value is a live u32 of the length passed; the fd is open.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_MARK,
-            std::ptr::from_ref(&mark).cast(),
-            std::mem::size_of::<u32>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(DaemonError::Io(std::io::Error::other(format!(
-            "cannot set fwmark {mark} on the UDP socket: {}",
-            std::io::Error::last_os_error()
-        ))))
-    }
+    // The kernel reads the mark as a u32 of the same size and bits.
+    set_int_option(socket, libc::SOL_SOCKET, libc::SO_MARK, mark as libc::c_int).map_err(|error| {
+        DaemonError::Io(std::io::Error::other(format!(
+            "cannot set fwmark {mark} on the UDP socket: {error}"
+        )))
+    })
 }
 
 fn wait(fds: &[i32], timeout: Duration) -> std::io::Result<()> {
@@ -286,7 +265,10 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
     let mut batch = GsoBatch::new();
     let mut sender = UdpSender::new(&udp, when_gone);
     let mut tun_writer = TunWriter::new(&interface.queue);
-    super::portable_io::enable_gro(&udp);
+    // Without UDP GRO (before Linux 5.0) datagrams come one per receive: the same, slower.
+    if let Err(error) = super::sticky_source::enable_gro(&udp) {
+        tracing::info!(%error, "no UDP GRO on the socket: datagrams are received one at a time");
+    }
     // In XDP mode the workers own the TUN queues; the loop only writes (kernel-path packets).
     let fds_both = [udp.as_raw_fd(), interface.queue.as_fd().as_raw_fd()];
     let fds = if data_plane.is_some() {
@@ -321,16 +303,15 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
                 Err(e) => return Err(e.into()),
             };
             let (from, local) = (canonical(received.from), received.local);
+            let datagrams = received.datagrams();
+            counters.rx_packets += datagrams.len() as u64;
+            budget = budget.saturating_sub(datagrams.len());
             if received.segment.is_some() {
                 counters.offloads.gro_receives += 1;
+                counters.offloads.gro_datagrams += datagrams.len() as u64;
             }
-            for range in received.datagrams() {
-                budget = budget.saturating_sub(1);
+            for range in datagrams {
                 let datagram = &mut datagram[range];
-                counters.rx_packets += 1;
-                if received.segment.is_some() {
-                    counters.offloads.gro_datagrams += 1;
-                }
                 if let Some(ha) = &mut ha {
                     ha.before_inbound(now, datagram, tunnel.node_mut());
                 }

@@ -158,32 +158,23 @@ mod tests {
         }
     }
 
-    /// Seals (fills) one datagram of `len` bytes of `fill` and commits it; runs sent are
-    /// collected as (datagrams, segment, route).
-    fn push(
-        batch: &mut GsoBatch,
-        len: usize,
-        fill: u8,
-        route: Route,
-        sent: &mut Vec<(Vec<Vec<u8>>, usize, Route)>,
-    ) {
-        let mut collect = |run: Run<'_>| {
-            let datagrams: Vec<Vec<u8>> = run.datagrams().map(<[u8]>::to_vec).collect();
-            assert_eq!(datagrams.len(), run.count);
-            sent.push((datagrams, run.segment, run.route));
-        };
-        batch.tail(&mut collect)[..len].fill(fill);
-        batch.commit(len, route, &mut collect);
+    /// Runs sent, as (datagrams, segment, route).
+    type Sent = Vec<(Vec<Vec<u8>>, usize, Route)>;
+
+    fn record(sent: &mut Sent, run: Run<'_>) {
+        let datagrams: Vec<Vec<u8>> = run.datagrams().map(<[u8]>::to_vec).collect();
+        assert_eq!(datagrams.len(), run.count);
+        sent.push((datagrams, run.segment, run.route));
     }
 
-    fn flush(batch: &mut GsoBatch, sent: &mut Vec<(Vec<Vec<u8>>, usize, Route)>) {
-        batch.flush(|run: Run<'_>| {
-            sent.push((
-                run.datagrams().map(<[u8]>::to_vec).collect(),
-                run.segment,
-                run.route,
-            ));
-        });
+    /// Seals (fills) one datagram of `len` bytes of `fill` and commits it.
+    fn push(batch: &mut GsoBatch, len: usize, fill: u8, route: Route, sent: &mut Sent) {
+        batch.tail(|run| record(sent, run))[..len].fill(fill);
+        batch.commit(len, route, |run| record(sent, run));
+    }
+
+    fn flush(batch: &mut GsoBatch, sent: &mut Sent) {
+        batch.flush(|run| record(sent, run));
     }
 
     #[test]

@@ -224,50 +224,33 @@ impl TunWriter {
     /// Writes `packet`, or keeps it to merge with the next ones; call
     /// [`TunWriter::flush`] before the loop waits.
     pub fn write(&mut self, queue: &TunQueue, packet: &[u8], counters: &mut OffloadCounters) {
-        match &mut self.coalescer {
-            Some(coalescer) => {
-                let result = coalescer.push(packet, |header, frame| {
-                    queue.write_with_header(header, frame)
-                });
-                Self::count_coalesced(coalescer, result, counters);
-            }
-            None => {
-                if let Err(error) = queue.write_packet(packet) {
-                    counters.tun_write_errors += 1;
-                    tracing::debug!("TUN write failed: {error}");
-                }
-            }
-        }
-    }
-
-    /// Writes what is being coalesced.
-    pub fn flush(&mut self, queue: &TunQueue, counters: &mut OffloadCounters) {
-        if let Some(coalescer) = &mut self.coalescer {
-            let result = coalescer.flush(|header, frame| queue.write_with_header(header, frame));
-            Self::count_coalesced(coalescer, result, counters);
-        }
-    }
-
-    /// The coalescer counts lost packets itself (a failed GSO frame loses all of them).
-    fn count_coalesced(
-        coalescer: &Coalescer,
-        result: io::Result<()>,
-        counters: &mut OffloadCounters,
-    ) {
+        let result = match &mut self.coalescer {
+            // Lost packets are counted by the coalescer (a failed GSO frame loses all of
+            // them) and copied into `counters` at the flush.
+            Some(coalescer) => coalescer.push(packet, |header, frame| {
+                queue.write_with_header(header, frame)
+            }),
+            None => queue.write_packet(packet).inspect_err(|_| {
+                counters.tun_write_errors += 1;
+            }),
+        };
         if let Err(error) = result {
+            tracing::debug!("TUN write failed: {error}");
+        }
+    }
+
+    /// Writes what is being coalesced, and brings the coalescer's counts into `counters`.
+    pub fn flush(&mut self, queue: &TunQueue, counters: &mut OffloadCounters) {
+        let Some(coalescer) = &mut self.coalescer else {
+            return;
+        };
+        if let Err(error) = coalescer.flush(|header, frame| queue.write_with_header(header, frame))
+        {
             tracing::debug!("TUN write failed: {error}");
         }
         let stats = coalescer.stats();
         counters.tun_gso_writes = stats.gso_writes;
         counters.tun_write_errors = stats.lost;
-    }
-}
-
-/// Turns on `UDP_GRO` for `socket`; a kernel without it (before 5.0) hands datagrams over
-/// one at a time, which works the same, only slower.
-pub fn enable_gro(socket: &UdpSocket) {
-    if let Err(error) = sticky_source::enable_gro(socket) {
-        tracing::info!(%error, "no UDP GRO on the socket: datagrams are received one at a time");
     }
 }
 
@@ -351,18 +334,7 @@ mod tests {
     fn a_refused_run_is_sent_again_one_datagram_at_a_time() {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         // No UDP checksums on this socket: the kernel refuses GSO sends from it (EINVAL).
-        let one: libc::c_int = 1;
-        // SAFETY: the option value is a live c_int of the length passed; the fd is open.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_NO_CHECK,
-                std::ptr::from_ref(&one).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0);
+        sticky_source::set_int_option(&socket, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
         let mut sender = UdpSender::new(&socket, WhenGone::KernelChoice);
         let (datagrams, receives, counters) = round_trip(&socket, &mut sender, 12);
         check(&datagrams, 12);

@@ -34,19 +34,28 @@ const IN6_PKTINFO_LEN: usize = 20;
 
 /// Turns on the local-address reports for `socket`.
 pub fn enable(socket: &UdpSocket, v6: bool) -> io::Result<()> {
-    let one: libc::c_int = 1;
     let (level, name) = if v6 {
         (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
     } else {
         (libc::IPPROTO_IP, libc::IP_PKTINFO)
     };
+    set_int_option(socket, level, name, 1)
+}
+
+/// Sets an integer socket option.
+pub fn set_int_option(
+    socket: &UdpSocket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: the option value is a live c_int of the length passed; the fd is open.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
             level,
             name,
-            std::ptr::from_ref(&one).cast(),
+            std::ptr::from_ref(&value).cast(),
             size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -255,7 +264,7 @@ pub struct Received {
 impl Received {
     /// The datagrams in `buf[..len]`: one, or the GRO segments.
     /// An empty datagram is one (empty) range, so it is judged and counted like any other.
-    pub fn datagrams(&self) -> impl Iterator<Item = std::ops::Range<usize>> + use<> {
+    pub fn datagrams(&self) -> impl ExactSizeIterator<Item = std::ops::Range<usize>> + use<> {
         let len = self.len;
         let step = self.segment.unwrap_or(len).max(1);
         let count = len.div_ceil(step).max(1);
@@ -359,22 +368,7 @@ pub fn send_segments(
 
 /// Asks the kernel to hand several datagrams of one sender over in one receive (`UDP_GRO`).
 pub fn enable_gro(socket: &UdpSocket) -> io::Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: the option value is a live c_int of the length passed; the fd is open.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_UDP,
-            libc::UDP_GRO,
-            std::ptr::from_ref(&one).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    set_int_option(socket, libc::SOL_UDP, libc::UDP_GRO, 1)
 }
 
 fn send_with_control(
