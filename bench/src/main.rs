@@ -63,6 +63,8 @@ options:
                      warpline-chacha, boringtun-4) (plain, warpline-chacha, warpline-aes,
                      warpline-xdp-chacha, warpline-xdp-aes, warpline-full-bypass,
                      boringtun-1, boringtun-4, openvpn-aes, openvpn-chacha)
+  --congestion CC    tunnel, hostile: the end hosts' TCP congestion control (default cubic,
+                     Linux's default, whatever this host's sysctl says; e.g. bbr)
   --rate PPS         hostile: hostile packets per second (default 30000)
   --minutes M        soak: how long (default 10, 1 with --quick)
   --peers N          soak: warpline clients, one peer each (default 16)
@@ -128,6 +130,17 @@ fn parse_args() -> Result<Args, String> {
                 }
                 args.hostile.variants = Some(names.clone());
                 args.tunnel.variants = Some(names);
+            }
+            "--congestion" => {
+                let name = value()?;
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                {
+                    return Err(format!(
+                        "--congestion: '{name}' is not an algorithm name (e.g. cubic, bbr)"
+                    ));
+                }
+                args.tunnel.congestion = Some(name.clone());
+                args.hostile.congestion = Some(name);
             }
             "--rate" => {
                 args.hostile.rate = Some(value()?.parse().map_err(|e| format!("--rate: {e}"))?)

@@ -96,10 +96,23 @@ pub fn publish(suite: &str, rows: &[Row]) -> Result<(), String> {
 
 /// Writes rows as JSON to `<output dir>/<suite>.json`, with the machine they came from.
 pub fn write_json(suite: &str, rows: &[Row]) -> Result<(), String> {
+    write_json_with(suite, &[], rows)
+}
+
+/// [`write_json`] with the run's conditions (name, value), each a top-level string field.
+pub fn write_json_with(
+    suite: &str,
+    conditions: &[(&str, &str)],
+    rows: &[Row],
+) -> Result<(), String> {
     let mut json = format!(
-        "{{\"suite\":\"{suite}\",\"machine\":\"{}\",\"rows\":[",
+        "{{\"suite\":\"{suite}\",\"machine\":\"{}\",",
         machine().replace('"', "'")
     );
+    for (name, value) in conditions {
+        let _ = write!(json, "\"{name}\":\"{}\",", value.replace('"', "'"));
+    }
+    json.push_str("\"rows\":[");
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
             json.push(',');

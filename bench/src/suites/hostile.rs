@@ -49,6 +49,8 @@ pub struct Options {
     pub variants: Option<Vec<String>>,
     /// Hostile packets per second (default 30,000, the hostile-traffic test's rate).
     pub rate: Option<f64>,
+    /// The end hosts' TCP congestion control (default [`tunnel::DEFAULT_CONGESTION`]).
+    pub congestion: Option<String>,
     /// A short run for smoke tests.
     pub quick: bool,
 }
@@ -116,9 +118,14 @@ pub fn run(options: &Options) -> Result<(), String> {
         chosen.len(),
         machine()
     );
+    let congestion = options
+        .congestion
+        .as_deref()
+        .unwrap_or(tunnel::DEFAULT_CONGESTION);
     println!("  tools: {}", tools.versions());
+    println!("  {}", tunnel::congestion_note(congestion));
     println!("  load average at start: {}", tunnel::load_average());
-    let lab = Lab::new().map_err(|e| format!("hostile lab: {e}"))?;
+    let lab = Lab::new(congestion).map_err(|e| format!("hostile lab: {e}"))?;
     let wan_b = lab
         .b
         .netlink(|n| n.link_by_name(&lab.wan_b))
@@ -170,7 +177,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     println!("  load average at the end: {}", tunnel::load_average());
     stop.store(true, Ordering::Relaxed);
     drop(iperf_server);
-    publish(&chosen, &results, rate, seconds, runs)?;
+    publish(&chosen, &results, rate, seconds, runs, congestion)?;
     let failed: Vec<&str> = chosen
         .iter()
         .zip(&results)
@@ -340,8 +347,9 @@ fn publish(
     rate: f64,
     seconds: u32,
     runs: usize,
+    congestion: &str,
 ) -> Result<(), String> {
-    println!("\nhostile — {}", machine());
+    println!("\nhostile — {}; end hosts' TCP {congestion}", machine());
     println!(
         "  {:<22} {:>10} {:>10} {:>7} {:>12} {:>12} {:>11} {:>12}",
         "variant",
@@ -426,7 +434,7 @@ fn publish(
          the flood thread's CPU, % of one core, taken from this machine's cores",
         INITIATIONS_PER_ROUND + 7
     );
-    report::write_json("hostile", &rows)?;
+    report::write_json_with("hostile", &[("congestion_control", congestion)], &rows)?;
     chart::draw(
         &report::output_path("hostile", "svg")?,
         &format!(

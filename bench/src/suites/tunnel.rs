@@ -32,6 +32,10 @@
 //! run; the figures are medians over runs and each ratio is the median of the per-run ratios
 //! (both sides measured in the same run).
 //!
+//! The end hosts' TCP congestion control is set in their namespaces (CUBIC, Linux's default,
+//! unless `--congestion` names another) rather than inherited from the host's sysctl, so a
+//! host configured for BBR does not silently change every TCP figure.
+//!
 //! Percentiles come from `hdrhistogram` (a bench-only dependency): fixed memory, three
 //! significant digits from 1 us to 60 s, and exact enough at p99.9 for a few thousand samples,
 //! where sorting a vector would do too but a histogram also merges and bounds memory for long
@@ -69,9 +73,17 @@ pub struct Options {
     pub runs: Option<usize>,
     /// Only these variants (default all).
     pub variants: Option<Vec<String>>,
+    /// The end hosts' TCP congestion control (default [`DEFAULT_CONGESTION`]).
+    pub congestion: Option<String>,
     /// A short run for smoke tests.
     pub quick: bool,
 }
+
+/// The end hosts' TCP congestion control unless `--congestion` names another: Linux's own
+/// default, so the figures do not depend on the sysctl of the machine the suite runs on (new
+/// namespaces inherit the host's choice, and a host set to BBR paces a stream that CUBIC
+/// would not).
+pub(super) const DEFAULT_CONGESTION: &str = "cubic";
 
 const CLIENT: &str = "10.230.1.2";
 const A_LAN: &str = "10.230.1.1";
@@ -227,6 +239,7 @@ pub fn run(options: &Options) -> Result<(), String> {
             .collect::<Result<_, _>>()?,
     };
     let tools = Tools::find(&chosen)?;
+    let congestion = options.congestion.as_deref().unwrap_or(DEFAULT_CONGESTION);
 
     println!(
         "tunnel: {} variants x {runs} run(s), {seconds} s per iperf3 test; {}",
@@ -234,6 +247,7 @@ pub fn run(options: &Options) -> Result<(), String> {
         machine()
     );
     println!("  tools: {}", tools.versions());
+    println!("  {}", congestion_note(congestion));
     println!("  load average at start: {}", load_average());
     match udp_buffer_capped() {
         None => println!(
@@ -246,7 +260,7 @@ pub fn run(options: &Options) -> Result<(), String> {
             UDP_SOCKET_BUFFER >> 20
         ),
     }
-    let lab = Lab::new().map_err(|e| format!("tunnel lab: {e}"))?;
+    let lab = Lab::new(congestion).map_err(|e| format!("tunnel lab: {e}"))?;
     let dir = TempDir::new()?;
     let certs = if chosen
         .iter()
@@ -344,7 +358,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     println!("  load average at the end: {}", load_average());
     stop.store(true, Ordering::Relaxed);
     drop(iperf_server);
-    publish(&chosen, &results, &unavailable, seconds, runs)?;
+    publish(&chosen, &results, &unavailable, seconds, runs, congestion)?;
     let failed: Vec<&str> = chosen
         .iter()
         .enumerate()
@@ -530,7 +544,16 @@ pub(super) struct Lab {
 }
 
 impl Lab {
-    pub(super) fn new() -> std::io::Result<Self> {
+    /// The lab, its end hosts' TCP using the `congestion` algorithm.
+    pub(super) fn new(congestion: &str) -> Result<Self, String> {
+        let lab = Self::build().map_err(|e| e.to_string())?;
+        for host in [&lab.client, &lab.server] {
+            set_congestion(host, congestion)?;
+        }
+        Ok(lab)
+    }
+
+    fn build() -> std::io::Result<Self> {
         let client = Host::new("tc")?;
         let a = Host::new("ta")?;
         let b = Host::new("tb")?;
@@ -564,6 +587,32 @@ impl Lab {
             server_end: lan_b.b.name,
         })
     }
+}
+
+/// Sets the TCP congestion control of `host`'s namespace (the kernel loads its module if it
+/// is built as one).
+fn set_congestion(host: &Host, congestion: &str) -> Result<(), String> {
+    const SYSCTL: &str = "/proc/sys/net/ipv4/tcp_congestion_control";
+    host.run(|| std::fs::write(SYSCTL, congestion))
+        .map_err(|e| {
+            let available =
+                std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
+                    .unwrap_or_default();
+            format!(
+                "--congestion {congestion}: the kernel refused it ({e}); loaded now: {}",
+                available.trim()
+            )
+        })
+}
+
+/// The header line naming the end hosts' congestion control and the host's own.
+pub(super) fn congestion_note(congestion: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .map_or_else(|_| "unknown".to_owned(), |s| s.trim().to_owned());
+    format!(
+        "TCP congestion control of the end hosts: {congestion} (--congestion; this host's \
+         default: {host})"
+    )
 }
 
 /// A scratch directory (configs, keys, logs), removed on drop.
@@ -1618,6 +1667,7 @@ fn publish(
     unavailable: &BTreeMap<&'static str, String>,
     seconds: u32,
     runs: usize,
+    congestion: &str,
 ) -> Result<(), String> {
     let index_of = |pred: fn(&Kind) -> bool| -> Vec<usize> {
         chosen
@@ -1642,7 +1692,8 @@ fn publish(
         .collect();
 
     println!(
-        "\ntunnel — {}; veth, {seconds} s per test, median of {runs} run(s)",
+        "\ntunnel — {}; veth, end hosts' TCP {congestion}, {seconds} s per test, median of \
+         {runs} run(s)",
         machine()
     );
     println!(
@@ -1788,11 +1839,16 @@ fn publish(
         "\n  issue targets: TCP >= {TARGET_TCP_X}x boringtun-cli and OpenVPN, UDP at 1400 B >= \
          {TARGET_UDP_X_PLAIN}x plain forwarding\n{verdicts}"
     );
-    report::write_json("tunnel", &rows)?;
-    draw(chosen, &medians, &rows)
+    report::write_json_with("tunnel", &[("congestion_control", congestion)], &rows)?;
+    draw(chosen, &medians, &rows, congestion)
 }
 
-fn draw(chosen: &[&Variant], medians: &[Option<[f64; 8]>], rows: &[Row]) -> Result<(), String> {
+fn draw(
+    chosen: &[&Variant],
+    medians: &[Option<[f64; 8]>],
+    rows: &[Row],
+    congestion: &str,
+) -> Result<(), String> {
     let ran: Vec<usize> = (0..chosen.len())
         .filter(|&v| medians[v].is_some())
         .collect();
@@ -1857,7 +1913,10 @@ fn draw(chosen: &[&Variant], medians: &[Option<[f64; 8]>], rows: &[Row]) -> Resu
     let path = report::output_path("tunnel", "svg")?;
     chart::draw(
         &path,
-        &format!("tunnel: site to site through two gateways, {}", machine()),
+        &format!(
+            "tunnel: site to site through two gateways, end hosts' TCP {congestion}, {}",
+            machine()
+        ),
         &panels,
         3,
     )
