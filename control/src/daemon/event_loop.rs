@@ -35,6 +35,16 @@ use crate::tunnel::Tunnel;
 /// syscall moves up to 64 of them, and a turn of 64 syscalls (4 MB) would hold a TCP
 /// stream's ACKs, which come the other way, for milliseconds.
 const BUDGET: usize = 64;
+/// The UDP socket's receive buffer (the kernel doubles it for its own accounting). When the
+/// loop is the bottleneck of a bulk flow, this queue is where the flow's standing queue sits,
+/// and a loss-based sender (CUBIC, Linux's default) keeps it full: 8 MiB held one TCP stream's
+/// packets 4-7 ms (probe p50), 1 MiB 2-3 ms at the same rate within the noise (bench/README.md,
+/// tunnel). 1 MiB still holds about 2,500 handshake-sized datagrams (on loopback) or some 25
+/// full GRO batches between two drains of the loop.
+const RECEIVE_BUFFER: libc::c_int = 1 << 20;
+/// The send buffer holds many 64 KB GSO runs without blocking (wireguard-go asks for 7 MB);
+/// it builds no standing queue: a full one refuses the send and the datagram is counted.
+const SEND_BUFFER: libc::c_int = 8 << 20;
 /// The longest the loop sleeps, so a stop request is noticed promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 /// In XDP mode, how often the loop hears the workers (events, traffic for the timers).
@@ -61,17 +71,18 @@ fn bind_udp(port: u16) -> Result<UdpSocket, DaemonError> {
         .or_else(|_| UdpSocket::bind(("0.0.0.0", port)))
         .map_err(|source| DaemonError::Listen { port, source })?;
     socket.set_nonblocking(true)?;
-    // A deep receive queue rides out handshake floods between two drains of the loop, and a
-    // deep send queue holds many 64 KB GSO runs (wireguard-go asks for 7 MB both ways).
     // FORCE passes rmem_max/wmem_max with CAP_NET_ADMIN; otherwise the kernel caps the plain
     // request.
-    let size: libc::c_int = 8 << 20;
-    for options in [
+    set_buffer(
+        &socket,
         [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF],
+        RECEIVE_BUFFER,
+    );
+    set_buffer(
+        &socket,
         [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF],
-    ] {
-        set_buffer(&socket, options, size);
-    }
+        SEND_BUFFER,
+    );
     Ok(socket)
 }
 
