@@ -132,13 +132,7 @@ fn parse_args() -> Result<Args, String> {
                 args.tunnel.variants = Some(names);
             }
             "--congestion" => {
-                let name = value()?;
-                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                {
-                    return Err(format!(
-                        "--congestion: '{name}' is not an algorithm name (e.g. cubic, bbr)"
-                    ));
-                }
+                let name = congestion_name(value()?)?;
                 args.tunnel.congestion = Some(name.clone());
                 args.hostile.congestion = Some(name);
             }
@@ -169,6 +163,18 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// Checks that `name` is spelled like a TCP congestion control (`cubic`, `bbr`, `dctcp`), so
+/// that a slip gets a clear message here rather than an error from the lab's sysctl write.
+fn congestion_name(name: String) -> Result<String, String> {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(name)
+    } else {
+        Err(format!(
+            "--congestion: '{name}' is not an algorithm name (e.g. cubic, bbr)"
+        ))
+    }
+}
+
 fn main() -> ExitCode {
     let result = parse_args().and_then(|args| {
         let quick = args.quick;
@@ -193,6 +199,22 @@ fn main() -> ExitCode {
         Err(message) => {
             eprintln!("warpline-bench: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::congestion_name;
+
+    #[test]
+    fn congestion_names_are_checked_before_they_reach_the_sysctl() {
+        for good in ["cubic", "bbr", "dctcp", "htcp_2"] {
+            assert_eq!(congestion_name(good.to_owned()).as_deref(), Ok(good));
+        }
+        for bad in ["", "bb r", "../x", "cubic\n", "bbr,cubic"] {
+            let error = congestion_name(bad.to_owned()).unwrap_err();
+            assert!(error.contains("not an algorithm name"), "{bad:?}: {error}");
         }
     }
 }
