@@ -14,6 +14,9 @@
 //! work run on the sending CPU and are not in gw A's figure. On a small machine the
 //! generator, both gateways and both iperf3 ends share the cores: the generator's share is
 //! printed beside the ratio, because it is taken from the tunnel whatever the gateway does.
+//! To take it out, each run ends with a control: TCP under the same flood sent to a closed
+//! port of gw A, which costs the generator and the kernel's path up to the socket lookup the
+//! same and the gateway nothing. Flooded / that is the gateway's own effect on the peer.
 //!
 //! Variants: `warpline-xdp-chacha` (the gateway under test), `warpline-chacha` (portable)
 //! and `boringtun-4`, the same flood against each. For warpline's XDP variants gw B runs on
@@ -63,6 +66,9 @@ const ATTACKER: &str = "10.230.2.9";
 const INITIATIONS_PER_ROUND: usize = 8;
 /// The issue's target: the real peer keeps this share of its unloaded throughput.
 const TARGET_RATIO: f64 = 0.8;
+/// A port of gw A's WAN address that nothing in its namespace listens on: the control flood's
+/// destination.
+const CLOSED_PORT: u16 = WG_PORT + 1;
 
 /// One run of one variant.
 #[derive(Debug, Clone)]
@@ -77,6 +83,10 @@ struct Measured {
     gateway_threads: Vec<(String, f64)>,
     /// What the flood sent, the flood-alone phase and the loaded test together.
     flood: FloodReport,
+    /// iperf3 TCP, 1 stream, bit/s, under the same flood sent to a closed port of gw A: what
+    /// the generator and the kernel's path up to the socket lookup cost the tunnel, without
+    /// the gateway.
+    closed_port_flooded: f64,
 }
 
 pub fn run(options: &Options) -> Result<(), String> {
@@ -140,7 +150,7 @@ pub fn run(options: &Options) -> Result<(), String> {
     let mut iperf_server = tunnel::iperf_server(&lab, &tools, &dir)?;
 
     let mut results: Vec<Vec<Result<Measured, String>>> = vec![Vec::new(); chosen.len()];
-    let mut progress = Progress::new("hostile", runs * chosen.len() * 3);
+    let mut progress = Progress::new("hostile", runs * chosen.len() * 4);
     for run in 0..runs {
         for (slot, variant) in chosen.iter().enumerate() {
             let step = |progress: &mut Progress, what: &str| {
@@ -266,6 +276,26 @@ fn measure(
             gateway_flooded,
             gateway_threads,
             flood: report,
+            closed_port_flooded: f64::NAN,
+        })
+    })
+    .and_then(|measured| {
+        // The control: the same packets at the same rate, to a port the kernel refuses.
+        step("TCP under the flood to a closed port");
+        let closed = SocketAddr::new(ip(A_WAN), CLOSED_PORT);
+        let stop_control = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let flooding = scope.spawn(|| flood.run(&socket, &spoofed, closed, &stop_control));
+            std::thread::sleep(Duration::from_millis(300));
+            let rate = tunnel::tcp_rate(lab, tools, seconds, 1);
+            stop_control.store(true, Ordering::Relaxed);
+            flooding
+                .join()
+                .map_err(|_| "hostile: the control flood's thread panicked".to_owned())?;
+            Ok(Measured {
+                closed_port_flooded: rate?,
+                ..measured
+            })
         })
     })
 }
@@ -351,11 +381,13 @@ fn publish(
 ) -> Result<(), String> {
     println!("\nhostile — {}; end hosts' TCP {congestion}", machine());
     println!(
-        "  {:<22} {:>10} {:>10} {:>7} {:>12} {:>12} {:>11} {:>12}",
+        "  {:<22} {:>10} {:>10} {:>7} {:>11} {:>9} {:>12} {:>12} {:>11} {:>12}",
         "variant",
         "TCP Gb/s",
         "flooded",
         "ratio",
+        "closed port",
+        "vs it",
         "gw CPU idle",
         "gw CPU flood",
         "us/packet",
@@ -367,13 +399,15 @@ fn publish(
         let ok: Vec<&Measured> = runs_of.iter().filter_map(|r| r.as_ref().ok()).collect();
         if ok.is_empty() {
             println!("  {:<22} no successful run", variant.name);
-            ratios.push(f64::NAN);
+            ratios.push([f64::NAN; 2]);
             continue;
         }
         let of = |f: &dyn Fn(&Measured) -> f64| median(ok.iter().map(|m| f(m)).collect());
         let unloaded = of(&|m| m.unloaded / 1e9);
         let flooded = of(&|m| m.flooded / 1e9);
         let ratio = of(&|m| m.flooded / m.unloaded.max(1.0));
+        let closed_port = of(&|m| m.closed_port_flooded / 1e9);
+        let vs_closed_port = of(&|m| m.flooded / m.closed_port_flooded.max(1.0));
         let idle = of(&|m| m.gateway_idle);
         let flood_cpu = of(&|m| m.gateway_flooded);
         let per_packet =
@@ -381,11 +415,14 @@ fn publish(
         let generator = of(&|m| m.flood.cpu.as_secs_f64() / m.flood.elapsed.as_secs_f64());
         let sent = of(&|m| m.flood.rate());
         println!(
-            "  {:<22} {:>10.2} {:>10.2} {:>6.2}x {:>11.0}% {:>11.0}% {:>11.2} {:>11.0}%",
+            "  {:<22} {:>10.2} {:>10.2} {:>6.2}x {:>11.2} {:>8.2}x {:>11.0}% {:>11.0}% {:>11.2} \
+             {:>11.0}%",
             variant.name,
             unloaded,
             flooded,
             ratio,
+            closed_port,
+            vs_closed_port,
             idle * 100.0,
             flood_cpu * 100.0,
             per_packet,
@@ -410,13 +447,15 @@ fn publish(
             per_run.join(", "),
             threads.join(", ")
         );
-        ratios.push(ratio);
+        ratios.push([ratio, vs_closed_port]);
         rows.push(Row {
             name: variant.name.to_owned(),
             figures: vec![
                 ("tcp_unloaded_gbps", unloaded),
                 ("tcp_flooded_gbps", flooded),
                 ("ratio", ratio),
+                ("tcp_closed_port_flood_gbps", closed_port),
+                ("ratio_vs_closed_port", vs_closed_port),
                 ("gateway_cpu_idle", idle),
                 ("gateway_cpu_flood_alone", flood_cpu),
                 ("gateway_us_per_hostile_packet", per_packet),
@@ -429,7 +468,9 @@ fn publish(
     println!(
         "  medians of {runs} run(s), {seconds} s per iperf3 test; flood {rate:.0} packets/s \
          ({INITIATIONS_PER_ROUND} of every {} are valid-MAC1 initiations); ratio = TCP under the \
-         flood / unloaded, same tunnel, back to back (target >= {TARGET_RATIO}); gw CPU = gw A's \
+         flood / unloaded, same tunnel, back to back (target >= {TARGET_RATIO}); closed port = TCP \
+         under the same flood sent to a port of gw A nobody listens on (the generator's and the \
+         kernel's share, without the gateway), vs it = flooded / that; gw CPU = gw A's \
          process, % of one core; us/packet = its CPU above idle per hostile packet; generator = \
          the flood thread's CPU, % of one core, taken from this machine's cores",
         INITIATIONS_PER_ROUND + 7
@@ -442,13 +483,16 @@ fn publish(
             machine()
         ),
         &[Panel::Bars {
-            title: format!("TCP under the flood / unloaded (target {TARGET_RATIO})"),
+            title: format!("1 TCP stream under the flood (target {TARGET_RATIO} of unloaded)"),
             y_label: "ratio".into(),
-            groups: vec!["1 TCP stream".into()],
+            groups: vec![
+                "/ unloaded".into(),
+                "/ under the flood to a closed port".into(),
+            ],
             series: chosen
                 .iter()
                 .zip(&ratios)
-                .map(|(v, r)| Series::bars(v.name, [*r]))
+                .map(|(v, r)| Series::bars(v.name, *r))
                 .collect(),
         }],
         1,
