@@ -321,6 +321,9 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
                 counters.offloads.gro_receives += 1;
                 counters.offloads.gro_datagrams += datagrams.len() as u64;
             }
+            // The datagrams of one receive share a sender and a local address: learn the
+            // pair once, when any of them authenticates.
+            let mut authenticated = false;
             for range in datagrams {
                 let datagram = &mut datagram[range];
                 if let Some(ha) = &mut ha {
@@ -329,11 +332,14 @@ pub fn run(parts: Parts<'_>) -> Result<(), DaemonError> {
                 match tunnel.inbound(now, from, datagram) {
                     Ok(Some(packet)) => {
                         tun_writer.write(&interface.queue, packet, &mut counters.offloads);
-                        locals.learn(from, local);
+                        authenticated = true;
                     }
-                    Ok(None) => locals.learn(from, local),
+                    Ok(None) => authenticated = true,
                     Err(reason) => *counters.drops.entry(reason).or_default() += 1,
                 }
+            }
+            if authenticated {
+                locals.learn(from, local);
             }
         }
         tun_writer.flush(&interface.queue, &mut counters.offloads);
