@@ -254,50 +254,61 @@ fn measure(
             ))
         })
         .map_err(|e| format!("hostile: the attacker's sockets: {e}"))?;
-    let stop_flood = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        let flooding = scope.spawn(|| flood.run(&socket, &spoofed, target, &stop_flood));
-        let loaded = (|| {
-            std::thread::sleep(Duration::from_millis(300));
+    let flooding = |to: SocketAddr| FloodTo {
+        flood: &flood,
+        socket: &socket,
+        spoofed: &spoofed,
+        to,
+    };
+    let (((gateway_flooded, gateway_threads), flooded), report) =
+        flooding(target).during(|| {
             let gateway_flooded = cpu_share(gateway, idle_window)?;
             step("TCP under the flood");
-            let flooded = tunnel::tcp_rate(lab, tools, seconds, 1)?;
-            Ok::<_, String>((gateway_flooded, flooded))
-        })();
-        stop_flood.store(true, Ordering::Relaxed);
-        let report = flooding
-            .join()
-            .map_err(|_| "hostile: the flood thread panicked".to_owned())?;
-        let ((gateway_flooded, gateway_threads), flooded) = loaded?;
-        Ok(Measured {
-            unloaded,
-            flooded,
-            gateway_idle,
-            gateway_flooded,
-            gateway_threads,
-            flood: report,
-            closed_port_flooded: f64::NAN,
-        })
+            Ok((gateway_flooded, tunnel::tcp_rate(lab, tools, seconds, 1)?))
+        })?;
+    // The control: the same packets at the same rate, to a port the kernel refuses.
+    step("TCP under the flood to a closed port");
+    let (closed_port_flooded, _) = flooding(SocketAddr::new(ip(A_WAN), CLOSED_PORT))
+        .during(|| tunnel::tcp_rate(lab, tools, seconds, 1))?;
+    Ok(Measured {
+        unloaded,
+        flooded,
+        gateway_idle,
+        gateway_flooded,
+        gateway_threads,
+        flood: report,
+        closed_port_flooded,
     })
-    .and_then(|measured| {
-        // The control: the same packets at the same rate, to a port the kernel refuses.
-        step("TCP under the flood to a closed port");
-        let closed = SocketAddr::new(ip(A_WAN), CLOSED_PORT);
-        let stop_control = AtomicBool::new(false);
+}
+
+/// The flood, from the attacker's sockets, to one destination.
+struct FloodTo<'a> {
+    flood: &'a Flood,
+    socket: &'a UdpSocket,
+    spoofed: &'a UdpSocket,
+    to: SocketAddr,
+}
+
+impl FloodTo<'_> {
+    /// Runs `work` under the flood, started 300 ms before it and stopped after it: what
+    /// `work` found, and what the flood sent.
+    fn during<T>(
+        &self,
+        work: impl FnOnce() -> Result<T, String>,
+    ) -> Result<(T, FloodReport), String> {
+        let stop = AtomicBool::new(false);
         std::thread::scope(|scope| {
-            let flooding = scope.spawn(|| flood.run(&socket, &spoofed, closed, &stop_control));
+            let flooding =
+                scope.spawn(|| self.flood.run(self.socket, self.spoofed, self.to, &stop));
             std::thread::sleep(Duration::from_millis(300));
-            let rate = tunnel::tcp_rate(lab, tools, seconds, 1);
-            stop_control.store(true, Ordering::Relaxed);
-            flooding
+            let found = work();
+            stop.store(true, Ordering::Relaxed);
+            let report = flooding
                 .join()
-                .map_err(|_| "hostile: the control flood's thread panicked".to_owned())?;
-            Ok(Measured {
-                closed_port_flooded: rate?,
-                ..measured
-            })
+                .map_err(|_| "hostile: the flood thread panicked".to_owned())?;
+            Ok((found?, report))
         })
-    })
+    }
 }
 
 /// The variant with gw B, the real peer, on the kernel's UDP socket: a peer sending through
